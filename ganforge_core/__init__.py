@@ -1,0 +1,107 @@
+"""ganforge: interchangeable GAN components behind one hook contract.
+
+Everything a plugin author or an API user needs is importable from here.
+Importing this package does not import torch; :func:`train` does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ganforge_core.components import (
+    KINDS,
+    BuildContext,
+    Dataset,
+    DContext,
+    GContext,
+    Kind,
+    Loss,
+    Metric,
+    NoOptions,
+    Options,
+    Recommendation,
+    Regularizer,
+    ResolveContext,
+    Schedule,
+    ScheduleOptions,
+    Targets,
+)
+from ganforge_core.config import Choice, Plan, RunConfig, resolve
+from ganforge_core.errors import CheckpointError, ConfigError, DataError, GanforgeError, TrainingDiverged
+from ganforge_core.hookspecs import hookimpl, hookspec
+from ganforge_core.registry import Component, Register, Registry
+from ganforge_core.version import __version__
+
+if TYPE_CHECKING:
+    from ganforge_core.session import RunResult
+
+
+def get_registry() -> Registry:
+    """The registry of every installed component (plugins load on first call)."""
+    from ganforge_core.plugins import get_plugins
+
+    return get_plugins().registry
+
+
+def train(
+    config: RunConfig | dict[str, Any] | None = None,
+    *,
+    resume: str | Path | None = None,
+    live: bool | None = None,
+    quiet: bool = False,
+    **fields: Any,
+) -> RunResult:
+    """Train a GAN. Accepts a :class:`RunConfig`, a dict of its fields, or its fields as keywords.
+
+    >>> train(generator="mlp", loss="wgan-gp", dataset="ring-8", steps=2000)  # doctest: +SKIP
+    """
+    from ganforge_core.session import train as run_training
+
+    if resume is not None:
+        return run_training(None, resume=Path(resume), overrides=fields, live=live, quiet=quiet)
+    if config is None:
+        config = RunConfig(**fields)
+    elif isinstance(config, dict):
+        config = RunConfig.model_validate({**config, **fields})
+    elif fields:
+        config = RunConfig.model_validate({**config.model_dump(), **fields})
+    return run_training(config, live=live, quiet=quiet)
+
+
+__all__ = [
+    "KINDS",
+    "BuildContext",
+    "CheckpointError",
+    "Choice",
+    "Component",
+    "ConfigError",
+    "DContext",
+    "DataError",
+    "Dataset",
+    "GContext",
+    "GanforgeError",
+    "Kind",
+    "Loss",
+    "Metric",
+    "NoOptions",
+    "Options",
+    "Plan",
+    "Recommendation",
+    "Register",
+    "Registry",
+    "Regularizer",
+    "ResolveContext",
+    "RunConfig",
+    "RunResult",
+    "Schedule",
+    "ScheduleOptions",
+    "Targets",
+    "TrainingDiverged",
+    "__version__",
+    "get_registry",
+    "hookimpl",
+    "hookspec",
+    "resolve",
+    "train",
+]

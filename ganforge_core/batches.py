@@ -1,0 +1,56 @@
+"""Device-resident minibatches: the whole dataset lives on the training device.
+
+Each epoch is a fresh permutation drawn from the sampler's own generator, so
+the order of batches is part of the checkpoint and a resumed run sees exactly
+the batches an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class BatchSampler:
+    """Shuffled batches without replacement, a new permutation per epoch; drops the tail."""
+
+    def __init__(self, samples: Tensor, batch_size: int, seed: int) -> None:
+        if batch_size > samples.shape[0]:
+            raise ValueError(f"batch size {batch_size} exceeds the dataset's {samples.shape[0]} samples")
+        self.samples = samples
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self._order: Tensor | None = None
+        self._position = 0
+        self.epoch = 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.samples.shape[0] // self.batch_size
+
+    def next(self) -> Tensor:
+        if self._order is None or self._position + self.batch_size > self._order.numel():
+            permutation = torch.randperm(self.samples.shape[0], generator=self.generator)
+            self._order = permutation.to(self.samples.device)
+            self._position = 0
+            self.epoch += 1
+        index = self._order[self._position : self._position + self.batch_size]
+        self._position += self.batch_size
+        return self.samples.index_select(0, index)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.get_state(),
+            "order": None if self._order is None else self._order.cpu(),
+            "position": self._position,
+            "epoch": self.epoch,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        order = state["order"]
+        self._order = None if order is None else order.to(self.samples.device)
+        self._position = int(state["position"])
+        self.epoch = int(state["epoch"])

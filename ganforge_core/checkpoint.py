@@ -1,0 +1,103 @@
+"""Checkpoints: written atomically, read without unpickling arbitrary objects.
+
+A checkpoint is a ``torch.save`` file holding tensors and plain data only
+(dicts, lists, tuples, numbers, strings). It is loaded with
+``torch.load(weights_only=True)``, which refuses any other object, so a crafted
+file cannot run code. Writes go to a temporary file in the same directory,
+are flushed and fsynced, then renamed over the target: a crash at any moment
+leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ganforge_core.errors import CheckpointError
+
+FORMAT = "ganforge-checkpoint"
+FORMAT_VERSION = 1
+NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return run_dir / f"checkpoint-{step:08d}.pt"
+
+
+def save_atomic(state: dict[str, Any], path: Path) -> None:
+    """Write ``state`` to ``path`` so that ``path`` is always either old or complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # not every platform can open a directory
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_safe(path: Path) -> dict[str, Any]:
+    """Load a checkpoint: tensors and plain data only. Raises a one-line CheckpointError."""
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"refused to load {path}: it holds objects other than tensors and plain data ({first})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a ganforge checkpoint")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {state.get('format_version')}; this ganforge reads {FORMAT_VERSION}"
+        )
+    return state
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoints in ``run_dir``, oldest first."""
+    found = [(int(m.group(1)), p) for p in run_dir.glob("checkpoint-*.pt") if (m := NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_loadable(run_dir: Path) -> tuple[Path, dict[str, Any], list[str]]:
+    """The newest checkpoint that loads, and a note for each newer one that did not."""
+    if not run_dir.is_dir():
+        raise CheckpointError(f"no run directory at {run_dir}")
+    skipped: list[str] = []
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            return path, load_safe(path), skipped
+        except CheckpointError as exc:
+            skipped.append(str(exc))
+    detail = f" ({skipped[0]})" if skipped else ""
+    raise CheckpointError(f"no loadable checkpoint in {run_dir}{detail}")
+
+
+def prune(run_dir: Path, keep: int) -> None:
+    for path in list_checkpoints(run_dir)[:-keep]:
+        path.unlink(missing_ok=True)

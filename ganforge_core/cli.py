@@ -1,0 +1,200 @@
+"""The ``ganforge`` command line. Torch is imported only inside commands that train."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ganforge_core.errors import GanforgeError
+
+app = typer.Typer(
+    name="ganforge",
+    help="Train GANs from interchangeable, plugin-provided components.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# CLI flag -> RunConfig field, so validation errors name the flag the user typed.
+FLAGS = {
+    "generator": "--gen",
+    "discriminator": "--disc",
+    "loss": "--loss",
+    "regularizers": "--reg",
+    "scheduler": "--sched",
+    "dataset": "--data",
+    "metrics": "--metric",
+    "steps": "--steps",
+    "batch_size": "--batch-size",
+    "lr_g": "--lr-g",
+    "lr_d": "--lr-d",
+    "betas": "--betas",
+    "seed": "--seed",
+    "device": "--device",
+    "out": "--out",
+    "log_every": "--log-every",
+    "sample_every": "--sample-every",
+    "checkpoint_every": "--checkpoint-every",
+    "keep_checkpoints": "--keep-checkpoints",
+}
+COMPONENT_HELP = "NAME or NAME:key=value,... (see 'ganforge plugins')"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn user-facing errors into one line on stderr and their exit status."""
+    from pydantic import ValidationError
+
+    try:
+        yield
+    except GanforgeError as exc:
+        raise _fail(str(exc), exc.exit_code) from None
+    except ValidationError as exc:
+        raise _fail(_explain_validation(exc)) from None
+
+
+def _explain_validation(exc: Any) -> str:
+    parts = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        flag = FLAGS.get(loc[0], loc[0]) if loc else "config"
+        where = " ".join([flag, *loc[1:]])
+        if error["type"] == "extra_forbidden":
+            parts.append(f"unknown setting '{'.'.join(loc)}'; valid: {', '.join(FLAGS)}")
+        else:
+            parts.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+    return "; ".join(parts)
+
+
+def _warn_about_plugins() -> None:
+    from ganforge_core.plugins import get_plugins
+
+    for problem in get_plugins().registry.problems:
+        typer.echo(f"warning: {problem}", err=True)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _fail(f"config file {path} is not valid TOML: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise _fail(f"config file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(data, dict):
+        raise _fail(f"config file {path} must hold a table of settings")
+    return data
+
+
+@app.command()
+def run(
+    gen: Annotated[str | None, typer.Option("--gen", help=f"Generator: {COMPONENT_HELP}. [default: dcgan]")] = None,
+    disc: Annotated[
+        str | None, typer.Option("--disc", help="Discriminator. [default: the generator's namesake]")
+    ] = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="Loss. [default: non-saturating]")] = None,
+    reg: Annotated[list[str] | None, typer.Option("--reg", help="Regularizer; repeat for several.")] = None,
+    sched: Annotated[str | None, typer.Option("--sched", help="Schedule. [default: constant]")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Dataset. [default: mnist-5k]")] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="Metric at the end; repeat. [default: all that fit]")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="G steps to train. [default: 1500]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Real samples per D step. [default: 64]")] = None,
+    lr_g: Annotated[float | None, typer.Option(help="G learning rate. [default: the loss's]")] = None,
+    lr_d: Annotated[float | None, typer.Option(help="D learning rate. [default: the loss's]")] = None,
+    betas: Annotated[str | None, typer.Option(help="Adam betas as B1,B2. [default: the loss's]")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed. [default: 0]")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N. [default: auto]")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory. [default: runs/<time>-<gen>-<loss>-<data>]")] = None,
+    log_every: Annotated[int | None, typer.Option(help="Steps between logged statistics. [default: 50]")] = None,
+    sample_every: Annotated[int | None, typer.Option(help="Steps between sample grids. [default: 500]")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints. [default: 500]")] = None,
+    keep_checkpoints: Annotated[int | None, typer.Option(help="Checkpoints to keep. [default: 2]")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="A JSON or TOML file of settings; flags override it.")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the run in this directory from its last checkpoint.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Train a GAN and write a run directory: config.json, metrics.jsonl, samples, checkpoints."""
+    given = {
+        "generator": gen,
+        "discriminator": disc,
+        "loss": loss,
+        "regularizers": reg or None,
+        "scheduler": sched,
+        "dataset": data,
+        "metrics": metric or None,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr_g": lr_g,
+        "lr_d": lr_d,
+        "betas": betas.split(",") if betas else None,
+        "seed": seed,
+        "device": device,
+        "out": out,
+        "log_every": log_every,
+        "sample_every": sample_every,
+        "checkpoint_every": checkpoint_every,
+        "keep_checkpoints": keep_checkpoints,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    with _user_errors():
+        from ganforge_core.config import RunConfig
+
+        if resume is not None:
+            changed = sorted(FLAGS[k] for k in given if k not in {"steps", "device"})
+            if changed or config is not None:
+                raise _fail(f"--resume continues a run as it was configured; drop {', '.join(changed) or '--config'}")
+            run_config = None
+        else:
+            run_config = RunConfig.model_validate({**(_read_config_file(config) if config else {}), **given})
+        _warn_about_plugins()
+        from ganforge_core.session import train
+
+        result = train(run_config, resume=resume, overrides=given if resume else None, quiet=quiet)
+    summary = "  ".join(f"{k}={v:.4g}" for k, v in result.results.items())
+    typer.echo(f"done: {result.step} steps in {result.run_dir}; samples {result.samples}")
+    if summary:
+        typer.echo(f"results: {summary}")
+
+
+@app.command()
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List installed plugins, the components each provides, and their options."""
+    from ganforge_core.catalogue import catalogue, print_catalogue
+
+    with _user_errors():
+        data = catalogue()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        print_catalogue(data)
+
+
+def main() -> None:
+    app()
+

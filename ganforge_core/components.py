@@ -1,0 +1,199 @@
+"""What a component is: options models, build context and the protocols each kind implements.
+
+Everything here is importable from ``ganforge_core``. The module does not import
+torch at run time, so resolving a configuration stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+Kind = Literal["generator", "discriminator", "loss", "regularizer", "scheduler", "dataset", "metric"]
+KINDS: tuple[Kind, ...] = (
+    "generator",
+    "discriminator",
+    "loss",
+    "regularizer",
+    "scheduler",
+    "dataset",
+    "metric",
+)
+
+
+class Options(BaseModel):
+    """Base class of every component's options: typos are errors, values are frozen.
+
+    Give every field a ``Field(description=...)``: ``ganforge plugins`` and the docs
+    show it. Fields may read the validation context (a :class:`ResolveContext`
+    under the key ``"resolve"``) to pick defaults that depend on the rest of the run.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoOptions(Options):
+    """For components without options."""
+
+
+class ScheduleOptions(Options):
+    """Options every schedule has. ``d_steps=None`` takes the loss's recommendation."""
+
+    d_steps: int | None = Field(
+        None, ge=1, description="D steps per G step; default: the loss's recommendation (else 1)"
+    )
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """Optimizer settings a loss was published with; the user's flags override them."""
+
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    d_steps: int = 1
+
+
+@dataclass(frozen=True)
+class ResolveContext:
+    """What option validators may look at: the traits of the loss and the dataset."""
+
+    loss_traits: frozenset[str] = frozenset()
+    data_traits: frozenset[str] = frozenset()
+    recommendation: Recommendation = Recommendation()
+
+
+@dataclass
+class BuildContext:
+    """Passed to every factory: what the component needs to know about the run."""
+
+    data_shape: tuple[int, ...]
+    num_classes: int
+    total_steps: int
+    batch_size: int
+    device: torch.device
+    seed: int
+    loss_traits: frozenset[str] = frozenset()
+    data_info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Dataset:
+    """A whole dataset held as tensors; images are float32 in ``[-1, 1]``, ``[N, C, H, W]``."""
+
+    samples: Tensor
+    labels: Tensor | None = None
+    num_classes: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.samples.shape[1:])
+
+    def __len__(self) -> int:
+        return int(self.samples.shape[0])
+
+
+@dataclass
+class Targets:
+    """Targets for target-based losses (BCE family); label smoothing changes ``real``."""
+
+    real: float = 1.0
+    fake: float = 0.0
+
+
+@dataclass
+class DContext:
+    """What a loss or penalty sees in the D phase (after regularizers transformed inputs)."""
+
+    discriminator: nn.Module
+    real: Tensor
+    fake: Tensor
+    targets: Targets
+    step: int
+    progress: float
+
+
+@dataclass
+class GContext:
+    """What a loss sees in the G phase. ``real_logits()`` runs D on a real batch on demand."""
+
+    real_logits: Callable[[], Tensor]
+    targets: Targets
+    step: int
+    progress: float
+
+
+class Loss:
+    """An adversarial loss: one method per phase. Logits have shape ``[N]``."""
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor, ctx: DContext) -> Tensor:
+        raise NotImplementedError
+
+    def g_loss(self, fake_logits: Tensor, ctx: GContext) -> Tensor:
+        raise NotImplementedError
+
+    def extra_stats(self) -> dict[str, Tensor]:
+        """Named detached tensors from the last D phase (such as a gradient penalty)."""
+        return {}
+
+
+class Regularizer:
+    """A stabiliser acting at named points of a step. Every method is optional."""
+
+    def wrap_generator(self, generator: nn.Module) -> nn.Module:
+        return generator
+
+    def wrap_discriminator(self, discriminator: nn.Module) -> nn.Module:
+        return discriminator
+
+    def transform_d_input(self, x: Tensor, progress: float) -> Tensor:
+        """Applied to every batch D sees, real and fake, in both phases."""
+        return x
+
+    def adjust_targets(self, targets: Targets) -> Targets:
+        return targets
+
+    def d_penalty(self, ctx: DContext) -> Tensor | None:
+        """A term added to D's loss in the D phase."""
+        return None
+
+    def after_g_step(self, generator: nn.Module, step: int) -> None:
+        """Observe G after its optimizer stepped (an EMA of G, say)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+
+class Schedule:
+    """D steps per G step and the learning-rate multiplier over the run."""
+
+    def __init__(self, d_steps: int) -> None:
+        self.d_steps = d_steps
+
+    def lr_multiplier(self, step: int, total_steps: int) -> float:
+        return 1.0
+
+
+class Metric:
+    """An evaluation of a generator against the real data."""
+
+    def compute(self, generate: Callable[[int], Tensor], dataset: Dataset) -> dict[str, float]:
+        """:param generate: ``generate(n)`` returns ``n`` samples on the CPU.
+
+        :return: named values; names are prefixed with the metric's name by the core.
+        """
+        raise NotImplementedError
+
+
+TraitSpec = Iterable[str] | Callable[[Any], Iterable[str]]

@@ -1,0 +1,235 @@
+"""The run configuration: what the user asks for, and its resolution against the registry.
+
+:class:`RunConfig` is the typed, user-facing model (the CLI builds one from its
+flags). :func:`resolve` checks every name, option and combination before
+anything is built and returns a :class:`Plan` whose ``config`` has every default
+filled in: written to the run directory, it reruns the same run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ganforge_core.components import Options, Recommendation, ResolveContext, ScheduleOptions
+from ganforge_core.errors import ConfigError
+from ganforge_core.registry import Component, Registry
+
+
+def parse_choice(text: str) -> dict[str, Any]:
+    """``"name:key=value,key=value"`` -> ``{"name": ..., "options": {...}}``."""
+    name, _, rest = text.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"'{item}' in '{text}' is not key=value (form: NAME:key=value,key=value)")
+        options[key.strip()] = value.strip()
+    return {"name": name.strip(), "options": options}
+
+
+class Choice(BaseModel):
+    """A component by name with its options. Also accepts ``"name:key=value,..."``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="registered component name")
+    options: dict[str, Any] = Field(default_factory=dict, description="component options")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return parse_choice(value) if isinstance(value, str) else value
+
+    def __str__(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{self.name}:{opts}" if opts else self.name
+
+
+class RunConfig(BaseModel):
+    """Everything that defines a run. ``None`` means: derive it from the other choices."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    generator: Choice = Field(Choice(name="dcgan"), description="generator")
+    discriminator: Choice | None = Field(
+        None, description="discriminator; default: the one named like the generator"
+    )
+    loss: Choice = Field(Choice(name="non-saturating"), description="adversarial loss")
+    regularizers: list[Choice] = Field(default_factory=list, description="regularizers, in order")
+    scheduler: Choice = Field(Choice(name="constant"), description="training schedule")
+    dataset: Choice = Field(Choice(name="mnist-5k"), description="dataset")
+    metrics: list[Choice] | None = Field(
+        None, description="metrics at the end; default: every metric the dataset supports"
+    )
+    steps: int = Field(1500, ge=1, description="G steps (each after the schedule's D steps)")
+    batch_size: int = Field(64, ge=1, description="real samples per D step")
+    lr_g: float | None = Field(None, gt=0, description="G learning rate; default: the loss's")
+    lr_d: float | None = Field(None, gt=0, description="D learning rate; default: the loss's")
+    betas: tuple[float, float] | None = Field(None, description="Adam betas; default: the loss's")
+    seed: int = Field(0, ge=0, description="seed of every random number generator")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    out: Path | None = Field(None, description="run directory; default: runs/<time>-<gen>-<loss>-<data>")
+    log_every: int = Field(50, ge=1, description="steps between logged statistics")
+    sample_every: int = Field(500, ge=0, description="steps between sample grids (0: only at the end)")
+    checkpoint_every: int = Field(500, ge=0, description="steps between checkpoints (0: only at the end)")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept in the run directory")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        ok = value in {"auto", "cpu", "cuda", "mps"} or (value.startswith("cuda:") and value[5:].isdigit())
+        if not ok:
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not all(0.0 <= b < 1.0 for b in value):
+            raise ValueError("each beta must be in [0, 1)")
+        return value
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """One chosen component with its validated options and traits."""
+
+    component: Component
+    options: Options
+
+    @property
+    def traits(self) -> frozenset[str]:
+        return self.component.traits(self.options)
+
+    def choice(self) -> Choice:
+        return Choice(name=self.component.name, options=self.options.model_dump(mode="json"))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A resolved run: every component validated, every default filled in."""
+
+    config: RunConfig
+    generator: Chosen
+    discriminator: Chosen
+    loss: Chosen
+    regularizers: tuple[Chosen, ...]
+    scheduler: Chosen
+    dataset: Chosen
+    metrics: tuple[Chosen, ...]
+
+    @property
+    def chosen(self) -> tuple[Chosen, ...]:
+        return (
+            self.generator,
+            self.discriminator,
+            self.loss,
+            *self.regularizers,
+            self.scheduler,
+            self.dataset,
+        )
+
+    @property
+    def d_steps(self) -> int:
+        options = self.scheduler.options
+        assert isinstance(options, ScheduleOptions) and options.d_steps is not None
+        return options.d_steps
+
+
+def resolve(config: RunConfig, registry: Registry) -> Plan:
+    """Check names, options and combinations; fill in every default. Raises ConfigError."""
+    dataset = _choose(registry, "dataset", config.dataset, ResolveContext())
+    loss = _choose(registry, "loss", config.loss, ResolveContext(data_traits=dataset.traits))
+    recommendation = loss.component.recommends or Recommendation()
+    context = ResolveContext(loss.traits, dataset.traits, recommendation)
+    disc_choice = config.discriminator or Choice(name=config.generator.name)
+    if config.discriminator is None and config.generator.name not in registry.names("discriminator"):
+        raise ConfigError(
+            f"generator '{config.generator.name}' has no discriminator of the same name; "
+            f"choose one with --disc (valid: {', '.join(registry.names('discriminator'))})"
+        )
+    plan_parts = {
+        "generator": _choose(registry, "generator", config.generator, context),
+        "discriminator": _choose(registry, "discriminator", disc_choice, context),
+        "regularizers": tuple(_choose(registry, "regularizer", c, context) for c in config.regularizers),
+        "scheduler": _choose_schedule(registry, config.scheduler, context),
+        "metrics": _choose_metrics(registry, config.metrics, dataset, context),
+    }
+    resolved = config.model_copy(
+        update={
+            "lr_g": config.lr_g or recommendation.lr_g,
+            "lr_d": config.lr_d or recommendation.lr_d,
+            "betas": config.betas or recommendation.betas,
+        }
+    )
+    plan = Plan(config=resolved, dataset=dataset, loss=loss, **plan_parts)
+    _check_combination(plan)
+    final = resolved.model_copy(
+        update={
+            "generator": plan.generator.choice(),
+            "discriminator": plan.discriminator.choice(),
+            "loss": plan.loss.choice(),
+            "regularizers": [r.choice() for r in plan.regularizers],
+            "scheduler": plan.scheduler.choice(),
+            "dataset": plan.dataset.choice(),
+            "metrics": [m.choice() for m in plan.metrics],
+        }
+    )
+    return Plan(**{**plan.__dict__, "config": final})
+
+
+KindName = Literal["generator", "discriminator", "loss", "regularizer", "scheduler", "dataset", "metric"]
+
+
+def _choose(registry: Registry, kind: KindName, choice: Choice, context: ResolveContext) -> Chosen:
+    component = registry.get(kind, choice.name)
+    return Chosen(component, component.validate(choice.options, context))
+
+
+def _choose_schedule(registry: Registry, choice: Choice, context: ResolveContext) -> Chosen:
+    chosen = _choose(registry, "scheduler", choice, context)
+    if not isinstance(chosen.options, ScheduleOptions):
+        raise ConfigError(f"{chosen.component.label}: options must subclass ScheduleOptions")
+    if chosen.options.d_steps is None:
+        options = chosen.options.model_copy(update={"d_steps": context.recommendation.d_steps})
+        chosen = Chosen(chosen.component, options)
+    return chosen
+
+
+def _choose_metrics(
+    registry: Registry, choices: list[Choice] | None, dataset: Chosen, context: ResolveContext
+) -> tuple[Chosen, ...]:
+    if choices is not None:
+        return tuple(_choose(registry, "metric", c, context) for c in choices)
+    supported = [m for m in registry.all("metric") if m.requires <= dataset.traits]
+    return tuple(Chosen(m, m.validate({}, context)) for m in supported)
+
+
+def _check_combination(plan: Plan) -> None:
+    """Every chosen component's requirements and declared conflicts, one line each."""
+    data_traits = plan.dataset.traits
+    for chosen in (*plan.chosen, *plan.metrics):
+        missing = chosen.component.requires - data_traits
+        if missing:
+            raise ConfigError(
+                f"{chosen.component.label} needs {_a(missing)} dataset, but dataset "
+                f"'{plan.dataset.component.name}' is {_a(data_traits)}"
+            )
+    for chosen in plan.chosen:
+        for other in plan.chosen:
+            if other is chosen:
+                continue
+            for trait, reason in chosen.component.conflicts.items():
+                if trait in other.traits:
+                    raise ConfigError(
+                        f"{chosen.component.label} cannot be combined with "
+                        f"{other.component.label}: {reason}"
+                    )
+
+
+def _a(traits: frozenset[str]) -> str:
+    return "/".join(sorted(traits)) or "untyped"

