@@ -183,14 +183,17 @@ def run(
 @app.command()
 def plugins(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_markdown: Annotated[bool, typer.Option("--markdown", help="Print the Markdown catalogue.")] = False,
 ) -> None:
     """List installed plugins, the components each provides, and their options."""
-    from ganforge_core.catalogue import catalogue, print_catalogue
+    from ganforge_core.catalogue import catalogue, markdown, print_catalogue
 
     with _user_errors():
         data = catalogue()
     if as_json:
         typer.echo(json.dumps(data, indent=2))
+    elif as_markdown:
+        typer.echo(markdown(data), nl=False)
     else:
         print_catalogue(data)
 

@@ -146,6 +146,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
     loss = _choose(registry, "loss", config.loss, ResolveContext(data_traits=dataset.traits))
     recommendation = loss.component.recommends or Recommendation()
     context = ResolveContext(loss.traits, dataset.traits, recommendation)
+    generator = _choose(registry, "generator", config.generator, context)
     disc_choice = config.discriminator or Choice(name=config.generator.name)
     if config.discriminator is None and config.generator.name not in registry.names("discriminator"):
         raise ConfigError(
@@ -153,7 +154,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
             f"choose one with --disc (valid: {', '.join(registry.names('discriminator'))})"
         )
     plan_parts = {
-        "generator": _choose(registry, "generator", config.generator, context),
+        "generator": generator,
         "discriminator": _choose(registry, "discriminator", disc_choice, context),
         "regularizers": tuple(_choose(registry, "regularizer", c, context) for c in config.regularizers),
         "scheduler": _choose_schedule(registry, config.scheduler, context),
@@ -211,6 +212,10 @@ def _choose_metrics(
 
 def _check_combination(plan: Plan) -> None:
     """Every chosen component's requirements and declared conflicts, one line each."""
+    names = [r.component.name for r in plan.regularizers]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"regularizer '{twice[0]}' is chosen twice; give each regularizer once")
     data_traits = plan.dataset.traits
     for chosen in (*plan.chosen, *plan.metrics):
         missing = chosen.component.requires - data_traits

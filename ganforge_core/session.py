@@ -290,6 +290,7 @@ def train(
         run.load_state_dict(state, path)
         if run.step >= plan.config.steps:
             raise ConfigError(f"{run_dir} already holds {run.step} steps; pass --steps N > {run.step} to train on")
+        _forget_records_after(run_dir / "metrics.jsonl", run.step)
     (run_dir / "config.json").write_text(plan.config.model_dump_json(indent=2) + "\n")
     return _loop(run, live=live, quiet=quiet, notes=notes)
 
@@ -350,6 +351,21 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
     finally:
         view.close()
         log.close()
+
+
+def _forget_records_after(path: Path, step: int) -> None:
+    """Drop log lines past the checkpoint being resumed: those steps will run again."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if _record_step(line) <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _record_step(line: str) -> float:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")  # a line torn by a crash: drop it
 
 
 def _checkpoint(run: Run, context: RunContext) -> Path:
