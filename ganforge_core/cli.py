@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +44,10 @@ FLAGS = {
     "sample_every": "--sample-every",
     "checkpoint_every": "--checkpoint-every",
     "keep_checkpoints": "--keep-checkpoints",
+    "precision": "--precision",
+    "cuda_graph": "--cuda-graph",
+    "channels_last": "--channels-last",
+    "fused_adam": "--fused-adam",
 }
 COMPONENT_HELP = "NAME or NAME:key=value,... (see 'ganforge plugins')"
 
@@ -129,6 +134,19 @@ def run(
     sample_every: Annotated[int | None, typer.Option(help="Steps between sample grids. [default: 500]")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints. [default: 500]")] = None,
     keep_checkpoints: Annotated[int | None, typer.Option(help="Checkpoints to keep. [default: 2]")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="auto (bf16 on CUDA, fp32 elsewhere), fp32 or bf16. [default: auto]")
+    ] = None,
+    cuda_graph: Annotated[
+        bool | None, typer.Option("--cuda-graph/--no-cuda-graph", help="Capture the step in a CUDA graph. [default: on]")
+    ] = None,
+    channels_last: Annotated[
+        bool | None,
+        typer.Option("--channels-last/--no-channels-last", help="Channels-last images on CUDA. [default: on]"),
+    ] = None,
+    fused_adam: Annotated[
+        bool | None, typer.Option("--fused-adam/--no-fused-adam", help="Fused Adam on CUDA. [default: on]")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="A JSON or TOML file of settings; flags override it.")
     ] = None,
@@ -158,6 +176,10 @@ def run(
         "sample_every": sample_every,
         "checkpoint_every": checkpoint_every,
         "keep_checkpoints": keep_checkpoints,
+        "precision": precision,
+        "cuda_graph": cuda_graph,
+        "channels_last": channels_last,
+        "fused_adam": fused_adam,
     }
     given = {key: value for key, value in given.items() if value is not None}
     with _user_errors():
@@ -199,5 +221,21 @@ def plugins(
 
 
 def main() -> None:
-    app()
-
+    """Entry point: usage errors become one line, like every other error."""
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        # Click's exceptions (typer may vendor click) share this interface.
+        if not (callable(getattr(exc, "format_message", None)) and hasattr(exc, "exit_code")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            sys.exit(0)
+        command = ctx.command_path if ctx is not None else "ganforge"
+        typer.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
+        code = exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)

@@ -77,6 +77,14 @@ class RunConfig(BaseModel):
     sample_every: int = Field(500, ge=0, description="steps between sample grids (0: only at the end)")
     checkpoint_every: int = Field(500, ge=0, description="steps between checkpoints (0: only at the end)")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept in the run directory")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="autocast dtype of forward passes; auto: bf16 on CUDA, fp32 elsewhere"
+    )
+    cuda_graph: bool = Field(
+        True, description="on CUDA, capture the whole step in a CUDA graph when every component allows it"
+    )
+    channels_last: bool = Field(True, description="on CUDA, keep image batches and conv weights channels-last")
+    fused_adam: bool = Field(True, description="on CUDA, use the fused Adam implementation")
 
     @field_validator("device")
     @classmethod

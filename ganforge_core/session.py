@@ -67,6 +67,47 @@ class RunResult:
     samples: Path
 
 
+@dataclass(frozen=True)
+class FastPath:
+    """Speed features for this run; each can be turned off in the config."""
+
+    autocast: torch.dtype | None
+    channels_last: bool
+    fused_adam: bool
+    cuda_graph: bool
+    graph_blocker: str = ""
+
+    def describe(self) -> str:
+        on = [
+            name
+            for name, enabled in (
+                ("bf16 autocast", self.autocast is not None),
+                ("channels-last", self.channels_last),
+                ("fused Adam", self.fused_adam),
+                ("CUDA graph", self.cuda_graph),
+            )
+            if enabled
+        ]
+        text = "fast path: " + (", ".join(on) if on else "off (eager fp32)")
+        return text + (f"; no CUDA graph: {self.graph_blocker}" if self.graph_blocker else "")
+
+
+def choose_fast_path(plan: Plan, device: torch.device, data_dims: int) -> FastPath:
+    config, cuda = plan.config, device.type == "cuda"
+    wants_bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
+    blockers = [c.component.label for c in (plan.loss, *plan.regularizers) if "graph-safe" not in c.traits]
+    blocker = ""
+    if cuda and config.cuda_graph and blockers:
+        blocker = f"{blockers[0]} depends on the step number or host values (not graph-safe)"
+    return FastPath(
+        autocast=torch.bfloat16 if wants_bf16 else None,
+        channels_last=cuda and config.channels_last and data_dims == 4,
+        fused_adam=cuda and config.fused_adam,
+        cuda_graph=cuda and config.cuda_graph and not blockers,
+        graph_blocker=blocker,
+    )
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -126,24 +167,42 @@ class Run:
         for reg in self.regularizers.values():
             generator = reg.wrap_generator(generator)
             discriminator = reg.wrap_discriminator(discriminator)
-        self.generator = generator.to(self.device)
-        self.discriminator = discriminator.to(self.device)
-        betas = config.betas
-        assert betas is not None and config.lr_g is not None and config.lr_d is not None
+        self.fast = choose_fast_path(plan, self.device, self.dataset.samples.dim())
+        layout = torch.channels_last if self.fast.channels_last else torch.contiguous_format
+        self.generator = generator.to(self.device, memory_format=layout)
+        self.discriminator = discriminator.to(self.device, memory_format=layout)
+        samples = self.dataset.samples.to(self.device).contiguous(memory_format=layout)
+        assert config.lr_g is not None and config.lr_d is not None
         self.engine = Engine(
             generator=self.generator,
             discriminator=self.discriminator,
             loss=plan.loss.component.build(plan.loss.options, self.ctx),
             regularizers=self.regularizers,
             schedule=plan.scheduler.component.build(plan.scheduler.options, self.ctx),
-            opt_g=torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=betas),
-            opt_d=torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=betas),
-            batches=BatchSampler(self.dataset.samples.to(self.device), config.batch_size, config.seed),
+            opt_g=self._adam(self.generator, config.lr_g),
+            opt_d=self._adam(self.discriminator, config.lr_d),
+            batches=BatchSampler(samples, config.batch_size, config.seed),
             total_steps=config.steps,
+            autocast_dtype=self.fast.autocast,
+            cuda_graph=self.fast.cuda_graph,
         )
         fixed = torch.Generator().manual_seed(config.seed + 1)
         self.fixed_latents = torch.randn(SAMPLE_GRID, self.engine.z_dim, generator=fixed).to(self.device)
         self.step = 0
+
+    def _adam(self, network: nn.Module, lr: float) -> torch.optim.Adam:
+        if not self.fast.cuda_graph:
+            return torch.optim.Adam(
+                network.parameters(), lr=lr, betas=self.plan.config.betas, fused=self.fast.fused_adam or None
+            )
+        # A captured optimizer step reads its learning rate from the device.
+        return torch.optim.Adam(
+            network.parameters(),
+            lr=torch.tensor(lr, device=self.device),
+            betas=self.plan.config.betas,
+            fused=self.fast.fused_adam or None,
+            capturable=True,
+        )
 
     # -- state -----------------------------------------------------------------
 
@@ -173,8 +232,8 @@ class Run:
         try:
             self.generator.load_state_dict(state["generator"])
             self.discriminator.load_state_dict(state["discriminator"])
-            self.engine.opt_g.load_state_dict(state["opt_g"])
-            self.engine.opt_d.load_state_dict(state["opt_d"])
+            for opt, key in ((self.engine.opt_g, "opt_g"), (self.engine.opt_d, "opt_d")):
+                _load_optimizer(opt, state[key])
             for name, reg in self.regularizers.items():
                 reg.load_state_dict(state["regularizers"].get(name, {}))
             self.engine.batches.load_state_dict(state["batches"])
@@ -228,6 +287,17 @@ class Run:
                 values = metric.compute(self.generate, self.dataset)
                 results.update({f"{chosen.component.name}/{k}": float(v) for k, v in values.items()})
         return results
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load optimizer state, keeping the learning rate's type (float, or a device tensor)."""
+    kinds = [group["lr"] for group in opt.param_groups]
+    opt.load_state_dict(state)
+    for group, before in zip(opt.param_groups, kinds, strict=True):
+        if isinstance(before, Tensor):
+            group["lr"] = torch.as_tensor(group["lr"], dtype=before.dtype, device=before.device)
+        else:
+            group["lr"] = float(group["lr"])
 
 
 def _as_python_state(value: Any) -> tuple[Any, ...]:
@@ -305,6 +375,7 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
     view = ProgressView(config.steps, run.step, live=live, quiet=quiet)
     for note in notes:
         view.message(f"skipped a checkpoint: {note}")
+    view.message(f"training on {run.device}; {run.fast.describe()}")
     hook.ganforge_train_start(run=context)
     sums: dict[str, Tensor] = {}
     counted, window_start = 0, time.perf_counter()
@@ -315,7 +386,7 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
                 stats = run.engine.step(run.step)
                 run.step += 1
                 for key, value in stats.items():
-                    sums[key] = sums[key] + value if key in sums else value.float()
+                    sums[key] = sums[key] + value if key in sums else value.to(torch.float32, copy=True)
                 counted += 1
                 if run.step % config.log_every == 0 or run.step == config.steps:
                     averaged = _read(sums, counted)

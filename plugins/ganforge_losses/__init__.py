@@ -86,7 +86,7 @@ def ganforge_register_losses(register):
         lambda options, ctx: MinimaxLoss(),
         options=NoOptions,
         summary="the original minimax loss: binary cross-entropy for D, -BCE(fake) for G",
-        traits={"targets"},
+        traits={"targets", "graph-safe"},
         recommends=DCGAN_ADAM,
         paper=GOODFELLOW,
     )
@@ -95,7 +95,7 @@ def ganforge_register_losses(register):
         lambda options, ctx: NonSaturatingLoss(),
         options=NoOptions,
         summary="BCE for D; G maximises log D(G(z)) (the -log D trick)",
-        traits={"targets"},
+        traits={"targets", "graph-safe"},
         recommends=DCGAN_ADAM,
         paper=GOODFELLOW + ", section 3",
     )
@@ -104,7 +104,7 @@ def ganforge_register_losses(register):
         lambda options, ctx: WGANGPLoss(options),
         options=WGANGPOptions,
         summary="Wasserstein critic with gradient penalty; Adam 1e-4, betas (0, 0.9), 5 critic steps",
-        traits={"wasserstein", "gradient-penalty"},
+        traits={"wasserstein", "gradient-penalty", "graph-safe"},
         conflicts={
             "batchnorm": "BatchNorm couples the samples of a batch, which invalidates the per-sample "
             "gradient penalty; use a critic without it (dcgan: norm=layer or norm=none)"

@@ -91,7 +91,7 @@ def ganforge_register_regularizers(register):
         lambda options, ctx: SpectralNorm(options),
         options=SpectralNormOptions,
         summary="spectral normalisation of every conv/linear weight of D (optionally G)",
-        traits={"spectral-norm"},
+        traits={"spectral-norm", "graph-safe"},
         paper="Miyato et al. 2018, 'Spectral normalization for GANs'",
     )
     register(
@@ -99,6 +99,7 @@ def ganforge_register_regularizers(register):
         lambda options, ctx: LabelSmoothing(options),
         options=LabelSmoothingOptions,
         summary="one-sided label smoothing of D's real targets (BCE-family losses)",
+        traits={"graph-safe"},
         conflicts={
             "wasserstein": "a Wasserstein critic has no targets to smooth; use a BCE-family loss"
         },
@@ -109,7 +110,8 @@ def ganforge_register_regularizers(register):
         build_instance_noise,
         options=InstanceNoiseOptions,
         summary="Gaussian noise on D's inputs, annealed over the run",
-        traits={"stochastic"},
+        # Annealing reads the step, which a captured CUDA graph would freeze.
+        traits=lambda o: {"stochastic"} | ({"graph-safe"} if o.anneal == "none" else set()),
         paper="Sønderby et al. 2017, 'Amortised MAP inference for image super-resolution'",
     )
 
