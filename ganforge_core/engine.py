@@ -32,6 +32,7 @@ from ganforge_core.batches import BatchSampler
 from ganforge_core.components import DContext, GContext, Loss, Regularizer, Schedule, Targets
 
 GRAPH_WARMUP = 3
+PHASES = ("D", "G")
 
 
 @dataclass
@@ -58,6 +59,10 @@ class Engine:
         self._base_lr = {
             id(opt): [float(group["lr"]) for group in opt.param_groups] for opt in (self.opt_g, self.opt_d)
         }
+        # Device-side watch for non-finite losses: (G steps run, step and phase of the
+        # first failure). Updated inside the step, read by the caller when it syncs anyway.
+        self._steps_run = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._first_failure = torch.full((2,), -1, dtype=torch.int64, device=self.device)
         self._eager_steps = 0
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static_reals: list[Tensor] = []
@@ -94,8 +99,21 @@ class Engine:
         stats: dict[str, Tensor] = {}
         for real in reals:
             stats = self.d_phase(real, step)
+            self._watch(stats["loss/d"], phase=0)
         stats.update(self.g_phase(reals[-1], step))
+        self._watch(stats["loss/g"], phase=1)
+        self._steps_run.add_(1)
         return stats
+
+    def _watch(self, loss: Tensor, phase: int) -> None:
+        first_seen = ~torch.isfinite(loss) & (self._first_failure[0] < 0)
+        here = torch.stack([self._steps_run, torch.full_like(self._steps_run, phase)])
+        self._first_failure.copy_(torch.where(first_seen, here, self._first_failure))
+
+    def failure(self, first_step: int) -> tuple[int, str] | None:
+        """(step, phase) of the first non-finite loss since ``first_step``, else None. Syncs."""
+        step, phase = self._first_failure.tolist()
+        return None if step < 0 else (first_step + step + 1, PHASES[phase])
 
     def _capture(self, reals: list[Tensor], step: int) -> dict[str, Tensor]:
         self._static_reals = [real.clone() for real in reals]

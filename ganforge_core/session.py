@@ -12,7 +12,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +33,8 @@ from ganforge_core.plugins import Plugins, get_plugins
 from ganforge_core.reporting import MetricsLog, ProgressView, save_samples
 from ganforge_core.version import __version__
 
-SAMPLE_GRID = 64
+SAMPLE_GRID = 64  # images in a sample grid
+SAMPLE_CLOUD = 2500  # points in a 2D scatter (PacGAN evaluates this many)
 
 
 class Interrupted(GanforgeError):
@@ -55,6 +56,7 @@ class RunContext:
     generator: nn.Module
     discriminator: nn.Module
     dataset: Dataset
+    warn: Callable[[str], None] = print
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -187,7 +189,8 @@ class Run:
             cuda_graph=self.fast.cuda_graph,
         )
         fixed = torch.Generator().manual_seed(config.seed + 1)
-        self.fixed_latents = torch.randn(SAMPLE_GRID, self.engine.z_dim, generator=fixed).to(self.device)
+        shown = SAMPLE_CLOUD if self.dataset.samples.dim() == 2 else SAMPLE_GRID
+        self.fixed_latents = torch.randn(shown, self.engine.z_dim, generator=fixed).to(self.device)
         self.step = 0
 
     def _adam(self, network: nn.Module, lr: float) -> torch.optim.Adam:
@@ -275,7 +278,7 @@ class Run:
     def save_samples(self, name: str) -> Path:
         path = self.run_dir / name
         # Sampling must not disturb the training RNG stream (exact resume).
-        save_samples(self.generate(SAMPLE_GRID, self.fixed_latents), path, self.dataset.info)
+        save_samples(self.generate(len(self.fixed_latents), self.fixed_latents), path, self.dataset.info)
         return path
 
     def evaluate(self) -> dict[str, float]:
@@ -371,8 +374,18 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
     context = RunContext(
         config, run.run_dir, run.device, run.step, run.generator, run.discriminator, run.dataset
     )
+    start_step = run.step
+    # On the CPU a check costs nothing, so every step is checked; on an accelerator
+    # the check rides on the sync that logging does anyway.
+    check_every = 1 if run.device.type == "cpu" else config.log_every
     log = MetricsLog(run.run_dir / "metrics.jsonl")
     view = ProgressView(config.steps, run.step, live=live, quiet=quiet)
+
+    def warn(text: str) -> None:
+        view.message(f"warning: {text}")
+        log.write({"step": run.step, "event": "warning", "message": text})
+
+    context.warn = warn
     for note in notes:
         view.message(f"skipped a checkpoint: {note}")
     view.message(f"training on {run.device}; {run.fast.describe()}")
@@ -388,9 +401,10 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
                 for key, value in stats.items():
                     sums[key] = sums[key] + value if key in sums else value.to(torch.float32, copy=True)
                 counted += 1
+                if run.step % check_every == 0 or run.step == config.steps:
+                    _check_finite(run, start_step)
                 if run.step % config.log_every == 0 or run.step == config.steps:
                     averaged = _read(sums, counted)
-                    _check_finite(averaged, run.step)
                     elapsed = time.perf_counter() - window_start
                     averaged["img/s"] = counted * run.engine.schedule.d_steps * config.batch_size / elapsed
                     log.write({"step": run.step, **averaged})
@@ -440,6 +454,8 @@ def _record_step(line: str) -> float:
 
 
 def _checkpoint(run: Run, context: RunContext) -> Path:
+    _check_finite(run, context.start_step)
+    _check_weights(run)
     path = run.save_checkpoint()
     run.plugins.hook.ganforge_checkpoint_saved(run=context, step=run.step, path=path)
     return path
@@ -453,10 +469,28 @@ def _read(sums: dict[str, Tensor], count: int) -> dict[str, float]:
     return dict(zip(keys, values, strict=True))
 
 
-def _check_finite(stats: dict[str, float], step: int) -> None:
-    bad = [k for k, v in stats.items() if not np.isfinite(v)]
+def _check_weights(run: Run) -> None:
+    """Never checkpoint a non-finite weight (one host sync, at checkpoint time only)."""
+    named = [(f"G.{n}", p) for n, p in run.generator.named_parameters()]
+    named += [(f"D.{n}", p) for n, p in run.discriminator.named_parameters()]
+    finite = torch.stack([torch.isfinite(p).all() for _, p in named]).tolist()
+    bad = [name for (name, _), ok in zip(named, finite, strict=True) if not ok]
     if bad:
         raise TrainingDiverged(
-            f"{', '.join(bad)} became NaN or infinite by step {step}; the last checkpoint is kept. "
-            "Lower the learning rates or add a stabiliser (spectral-norm, instance-noise)"
+            f"weight {bad[0]} became NaN or infinite by step {run.step}; it was not checkpointed. "
+            "Lower the learning rates or add spectral-norm"
         )
+
+
+def _check_finite(run: Run, start_step: int) -> None:
+    failure = run.engine.failure(start_step)
+    if failure is None:
+        return
+    step, phase = failure
+    kept = ckpt.list_checkpoints(run.run_dir)
+    where = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written"
+    raise TrainingDiverged(
+        f"the {phase} loss became NaN or infinite in the {phase} phase of step {step}; {where}. "
+        f"Likely cause: learning rates too high for this loss (lr_g {run.plan.config.lr_g}, "
+        f"lr_d {run.plan.config.lr_d}) or an unbounded critic; lower them or add spectral-norm"
+    )
