@@ -7,19 +7,25 @@ the batches an uninterrupted one would have.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 
+class Batch(NamedTuple):
+    samples: Tensor
+    labels: Tensor | None
+
+
 class BatchSampler:
     """Shuffled batches without replacement, a new permutation per epoch; drops the tail."""
 
-    def __init__(self, samples: Tensor, batch_size: int, seed: int) -> None:
+    def __init__(self, samples: Tensor, batch_size: int, seed: int, labels: Tensor | None = None) -> None:
         if batch_size > samples.shape[0]:
             raise ValueError(f"batch size {batch_size} exceeds the dataset's {samples.shape[0]} samples")
         self.samples = samples
+        self.labels = labels
         self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(seed)
         self._order: Tensor | None = None
@@ -31,6 +37,10 @@ class BatchSampler:
         return self.samples.shape[0] // self.batch_size
 
     def next(self) -> Tensor:
+        return self.draw().samples
+
+    def draw(self) -> Batch:
+        """The next batch, with its labels when the sampler was given labels."""
         if self._order is None or self._position + self.batch_size > self._order.numel():
             permutation = torch.randperm(self.samples.shape[0], generator=self.generator)
             self._order = permutation.to(self.samples.device)
@@ -38,7 +48,8 @@ class BatchSampler:
             self.epoch += 1
         index = self._order[self._position : self._position + self.batch_size]
         self._position += self.batch_size
-        return self.samples.index_select(0, index)
+        labels = None if self.labels is None else self.labels.index_select(0, index)
+        return Batch(self.samples.index_select(0, index), labels)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -32,6 +32,7 @@ FLAGS = {
     "scheduler": "--sched",
     "dataset": "--data",
     "metrics": "--metric",
+    "conditional": "--conditional",
     "steps": "--steps",
     "batch_size": "--batch-size",
     "lr_g": "--lr-g",
@@ -122,6 +123,9 @@ def run(
     metric: Annotated[
         list[str] | None, typer.Option("--metric", help="Metric at the end; repeat. [default: all that fit]")
     ] = None,
+    conditional: Annotated[
+        bool | None, typer.Option("--conditional", help="Class-conditional G and D on a labelled dataset.")
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="G steps to train. [default: 1500]")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Real samples per D step. [default: 64]")] = None,
     lr_g: Annotated[float | None, typer.Option(help="G learning rate. [default: the loss's]")] = None,
@@ -164,6 +168,7 @@ def run(
         "scheduler": sched,
         "dataset": data,
         "metrics": metric or None,
+        "conditional": conditional,
         "steps": steps,
         "batch_size": batch_size,
         "lr_g": lr_g,

@@ -72,7 +72,12 @@ class ResolveContext:
 
 @dataclass
 class BuildContext:
-    """Passed to every factory: what the component needs to know about the run."""
+    """Passed to every factory: what the component needs to know about the run.
+
+    ``d_input_shape`` is what D sees after regularizers reshape its inputs (packing);
+    build discriminators for it. ``conditional``: G is called as ``G(z, labels)``
+    and D as ``D(x, labels=labels)``, with integer labels in ``[0, num_classes)``.
+    """
 
     data_shape: tuple[int, ...]
     num_classes: int
@@ -82,6 +87,8 @@ class BuildContext:
     seed: int
     loss_traits: frozenset[str] = frozenset()
     data_info: Mapping[str, Any] = field(default_factory=dict)
+    conditional: bool = False
+    d_input_shape: tuple[int, ...] = ()
 
 
 @dataclass
@@ -111,9 +118,13 @@ class Targets:
 
 @dataclass
 class DContext:
-    """What a loss or penalty sees in the D phase (after regularizers transformed inputs)."""
+    """What a loss or penalty sees in the D phase (after regularizers transformed inputs).
 
-    discriminator: nn.Module
+    ``discriminator`` maps a batch to logits, with the batch's labels bound in
+    conditional runs (real and fake samples of a D phase share their labels).
+    """
+
+    discriminator: Callable[[Tensor], Tensor]
     real: Tensor
     fake: Tensor
     targets: Targets
@@ -144,6 +155,9 @@ class Loss:
         """Named detached tensors from the last D phase (such as a gradient penalty)."""
         return {}
 
+    def after_d_step(self, discriminator: nn.Module) -> None:
+        """Act on D after its optimizer stepped (WGAN's weight clipping, say)."""
+
 
 class Regularizer:
     """A stabiliser acting at named points of a step. Every method is optional."""
@@ -158,6 +172,10 @@ class Regularizer:
         """Applied to every batch D sees, real and fake, in both phases."""
         return x
 
+    def d_input_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The per-sample shape ``transform_d_input`` produces from ``shape`` (packing changes it)."""
+        return shape
+
     def adjust_targets(self, targets: Targets) -> Targets:
         return targets
 
@@ -165,8 +183,15 @@ class Regularizer:
         """A term added to D's loss in the D phase."""
         return None
 
+    def after_d_step(self, discriminator: nn.Module) -> None:
+        """Act on D after its optimizer stepped."""
+
     def after_g_step(self, generator: nn.Module, step: int) -> None:
         """Observe G after its optimizer stepped (an EMA of G, say)."""
+
+    def sampling_generator(self) -> nn.Module | None:
+        """A generator to sample and evaluate with instead of G (an EMA copy), or None."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -65,6 +65,9 @@ class RunConfig(BaseModel):
     metrics: list[Choice] | None = Field(
         None, description="metrics at the end; default: every metric the dataset supports"
     )
+    conditional: bool = Field(
+        False, description="class-conditional G and D, fed the dataset's labels (needs a labelled dataset)"
+    )
     steps: int = Field(1500, ge=1, description="G steps (each after the schedule's D steps)")
     batch_size: int = Field(64, ge=1, description="real samples per D step")
     lr_g: float | None = Field(None, gt=0, description="G learning rate; default: the loss's")
@@ -220,6 +223,14 @@ def _choose_metrics(
 
 def _check_combination(plan: Plan) -> None:
     """Every chosen component's requirements and declared conflicts, one line each."""
+    if plan.config.conditional:
+        _check_conditional(plan)
+    if plan.config.batch_size < 2:
+        for chosen in (plan.generator, plan.discriminator):
+            if chosen.traits & {"batchnorm-in-g", "batchnorm-in-d"}:
+                raise ConfigError(
+                    f"{chosen.component.label} uses BatchNorm, which needs --batch-size 2 or more"
+                )
     names = [r.component.name for r in plan.regularizers]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -233,6 +244,9 @@ def _check_combination(plan: Plan) -> None:
                 f"'{plan.dataset.component.name}' is {_a(data_traits)}"
             )
     for chosen in plan.chosen:
+        if plan.config.conditional and "conditional" in chosen.component.conflicts:
+            reason = chosen.component.conflicts["conditional"]
+            raise ConfigError(f"{chosen.component.label} cannot be used with --conditional: {reason}")
         for other in plan.chosen:
             if other is chosen:
                 continue
@@ -242,6 +256,17 @@ def _check_combination(plan: Plan) -> None:
                         f"{chosen.component.label} cannot be combined with "
                         f"{other.component.label}: {reason}"
                     )
+
+
+def _check_conditional(plan: Plan) -> None:
+    dataset = plan.dataset.component
+    if "labelled" not in plan.dataset.traits:
+        raise ConfigError(f"--conditional needs a labelled dataset; dataset '{dataset.name}' has no labels")
+    for chosen in (plan.generator, plan.discriminator):
+        if "label-conditioning" not in chosen.traits:
+            raise ConfigError(
+                f"--conditional needs networks that take labels; {chosen.component.label} does not"
+            )
 
 
 def _a(traits: frozenset[str]) -> str:

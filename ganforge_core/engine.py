@@ -22,13 +22,14 @@ anything else runs eagerly.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from ganforge_core.batches import BatchSampler
+from ganforge_core.batches import Batch, BatchSampler
 from ganforge_core.components import DContext, GContext, Loss, Regularizer, Schedule, Targets
 
 GRAPH_WARMUP = 3
@@ -65,7 +66,7 @@ class Engine:
         self._first_failure = torch.full((2,), -1, dtype=torch.int64, device=self.device)
         self._eager_steps = 0
         self._graph: torch.cuda.CUDAGraph | None = None
-        self._static_reals: list[Tensor] = []
+        self._static_reals: list[Batch] = []
         self._static_stats: dict[str, Tensor] = {}
 
     # -- one step -----------------------------------------------------------
@@ -77,10 +78,12 @@ class Engine:
         writes its outputs in place): accumulate them, don't keep them.
         """
         self._set_learning_rates(step)
-        reals = [self.batches.next() for _ in range(self.schedule.d_steps)]
+        reals = [self.batches.draw() for _ in range(self.schedule.d_steps)]
         if self._graph is not None:
             for static, real in zip(self._static_reals, reals, strict=True):
-                static.copy_(real)
+                for buffer, fresh in zip(static, real, strict=True):
+                    if buffer is not None:
+                        buffer.copy_(fresh)
             self._graph.replay()
             return self._static_stats
         if self.cuda_graph and self._eager_steps >= GRAPH_WARMUP:
@@ -95,12 +98,13 @@ class Engine:
             return stats
         return self._run_phases(reals, step)
 
-    def _run_phases(self, reals: list[Tensor], step: int) -> dict[str, Tensor]:
+    def _run_phases(self, reals: list[Batch], step: int) -> dict[str, Tensor]:
         stats: dict[str, Tensor] = {}
-        for real in reals:
-            stats = self.d_phase(real, step)
+        for real, labels in reals:
+            stats = self.d_phase(real, step, labels)
             self._watch(stats["loss/d"], phase=0)
-        stats.update(self.g_phase(reals[-1], step))
+        last_real, last_labels = reals[-1]
+        stats.update(self.g_phase(last_real, step, last_labels))
         self._watch(stats["loss/g"], phase=1)
         self._steps_run.add_(1)
         return stats
@@ -115,8 +119,10 @@ class Engine:
         step, phase = self._first_failure.tolist()
         return None if step < 0 else (first_step + step + 1, PHASES[phase])
 
-    def _capture(self, reals: list[Tensor], step: int) -> dict[str, Tensor]:
-        self._static_reals = [real.clone() for real in reals]
+    def _capture(self, reals: list[Batch], step: int) -> dict[str, Tensor]:
+        self._static_reals = [
+            (real.clone(), None if labels is None else labels.clone()) for real, labels in reals
+        ]
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self._static_stats = self._run_phases(self._static_reals, step)
@@ -124,22 +130,24 @@ class Engine:
         graph.replay()  # capture records without running: this is the step itself
         return self._static_stats
 
-    def d_phase(self, real: Tensor, step: int) -> dict[str, Tensor]:
+    def d_phase(self, real: Tensor, step: int, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """One D update. Conditional runs pass the real batch's labels; fakes share them."""
         progress = step / self.total_steps
         self.discriminator.requires_grad_(True)
+        critic = self._critic(labels)
         with self._autocast():
             with torch.no_grad():
-                fake = self.generator(self.latents(real.shape[0]))
+                fake = self._generate(real.shape[0], labels)
             ctx = DContext(
-                discriminator=self.discriminator,
+                discriminator=critic,
                 real=self._d_input(real, progress),
                 fake=self._d_input(fake, progress),
                 targets=self.targets,
                 step=step,
                 progress=progress,
             )
-            real_logits = self.discriminator(ctx.real).float()
-            fake_logits = self.discriminator(ctx.fake).float()
+            real_logits = critic(ctx.real).float()
+            fake_logits = critic(ctx.fake).float()
             total = self.loss.d_loss(real_logits, fake_logits, ctx)
             stats = {f"loss/{k}": v for k, v in self.loss.extra_stats().items()}
             for name, reg in self.regularizers.items():
@@ -150,6 +158,9 @@ class Engine:
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
         self.opt_d.step()
+        self.loss.after_d_step(self.discriminator)
+        for reg in self.regularizers.values():
+            reg.after_d_step(self.discriminator)
         stats.update(
             {
                 "loss/d": total.detach(),
@@ -159,15 +170,17 @@ class Engine:
         )
         return stats
 
-    def g_phase(self, real: Tensor, step: int) -> dict[str, Tensor]:
+    def g_phase(self, real: Tensor, step: int, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """One G update through a frozen D. ``real`` serves losses that compare with real logits."""
         progress = step / self.total_steps
         self.discriminator.requires_grad_(False)
+        critic = self._critic(labels)
         try:
             with self._autocast():
-                fake = self.generator(self.latents(real.shape[0]))
-                fake_logits = self.discriminator(self._d_input(fake, progress)).float()
+                fake = self._generate(real.shape[0], labels)
+                fake_logits = critic(self._d_input(fake, progress)).float()
                 ctx = GContext(
-                    real_logits=lambda: self.discriminator(self._d_input(real, progress)).float(),
+                    real_logits=lambda: critic(self._d_input(real, progress)).float(),
                     targets=self.targets,
                     step=step,
                     progress=progress,
@@ -186,6 +199,15 @@ class Engine:
 
     def latents(self, n: int) -> Tensor:
         return torch.randn(n, self.z_dim, device=self.device)
+
+    def _generate(self, n: int, labels: Tensor | None) -> Tensor:
+        z = self.latents(n)
+        return self.generator(z) if labels is None else self.generator(z, labels)
+
+    def _critic(self, labels: Tensor | None) -> Callable[[Tensor], Tensor]:
+        if labels is None:
+            return self.discriminator
+        return functools.partial(self.discriminator, labels=labels)
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.autocast_dtype is None:

@@ -37,7 +37,9 @@ def ganforge_register_generators(register: Register) -> None:
     The factory is called as ``factory(options, ctx)`` with a
     :class:`~ganforge_core.components.BuildContext` and returns a ``torch.nn.Module``
     with an integer attribute ``z_dim`` whose ``forward(z)`` maps latents of shape
-    ``[N, z_dim]`` to samples of shape ``[N, *ctx.data_shape]``.
+    ``[N, z_dim]`` to samples of shape ``[N, *ctx.data_shape]``. A generator with
+    the trait ``label-conditioning`` built with ``ctx.conditional`` is called as
+    ``forward(z, labels)`` with integer labels of shape ``[N]``.
 
     :param register: callback ``register(name, factory, *, options=..., ...)``.
     """
@@ -49,7 +51,10 @@ def ganforge_register_discriminators(register: Register) -> None:
 
     The factory is called as ``factory(options, ctx)`` and returns a
     ``torch.nn.Module`` whose ``forward(x)`` maps samples of shape
-    ``[N, *ctx.data_shape]`` to one logit per sample, shape ``[N]``.
+    ``[N, *ctx.d_input_shape]`` (the data shape, unless a regularizer such as
+    packing reshapes D's inputs) to one logit per sample, shape ``[N]``. With the
+    trait ``label-conditioning`` and ``ctx.conditional`` it is called as
+    ``forward(x, labels=labels)``.
 
     :param register: callback ``register(name, factory, *, options=..., ...)``.
     """

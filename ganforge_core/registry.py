@@ -38,7 +38,7 @@ class Component:
     """A registered component: a name, a typed options model and a factory.
 
     ``traits`` are facts the core checks before training (``"image"``,
-    ``"wasserstein"``, ``"batchnorm"``...); they may depend on the options.
+    ``"wasserstein"``, ``"batchnorm-in-d"``...); they may depend on the options.
     ``requires`` lists traits the dataset must have. ``conflicts`` maps a trait
     of any other chosen component to the reason the two cannot be combined.
     """

@@ -98,14 +98,14 @@ class ProgressView:
             self._bar.stop()
 
 
-def save_samples(samples: Tensor, path: Path, data_info: dict[str, Any]) -> None:
+def save_samples(samples: Tensor, path: Path, data_info: dict[str, Any], columns: int | None = None) -> None:
     """A PNG grid for images; a scatter of the points over the true modes for 2D data."""
     from torchvision.utils import save_image
 
     samples = samples.detach().float().cpu()
     if samples.dim() == 4:
-        rows = max(1, int(math.sqrt(samples.shape[0])))
-        save_image(samples, path, nrow=rows, normalize=True, value_range=(-1, 1), padding=2, pad_value=1.0)
+        per_row = columns or max(1, int(math.sqrt(samples.shape[0])))
+        save_image(samples, path, nrow=per_row, normalize=True, value_range=(-1, 1), padding=2, pad_value=1.0)
     elif samples.dim() == 2 and samples.shape[1] == 2:
         save_image(scatter_image(samples, data_info.get("means")), path)
     else:

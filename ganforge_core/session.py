@@ -151,6 +151,8 @@ class Run:
                 f"--batch-size {config.batch_size} exceeds the {len(self.dataset)} samples of "
                 f"dataset '{config.dataset.name}'"
             )
+        if config.conditional and self.dataset.labels is None:
+            raise ConfigError(f"--conditional: dataset '{config.dataset.name}' returned no labels")
         self.ctx = BuildContext(
             data_shape=self.dataset.shape,
             num_classes=self.dataset.num_classes,
@@ -160,10 +162,15 @@ class Run:
             seed=config.seed,
             loss_traits=plan.loss.traits,
             data_info=self.dataset.info,
+            conditional=config.conditional,
         )
         self.regularizers: dict[str, Regularizer] = {
             r.component.name: r.component.build(r.options, self.ctx) for r in plan.regularizers
         }
+        d_input_shape = self.dataset.shape
+        for reg in self.regularizers.values():
+            d_input_shape = reg.d_input_shape(d_input_shape)
+        self.ctx.d_input_shape = d_input_shape
         generator = plan.generator.component.build(plan.generator.options, self.ctx)
         discriminator = plan.discriminator.component.build(plan.discriminator.options, self.ctx)
         for reg in self.regularizers.values():
@@ -174,6 +181,7 @@ class Run:
         self.generator = generator.to(self.device, memory_format=layout)
         self.discriminator = discriminator.to(self.device, memory_format=layout)
         samples = self.dataset.samples.to(self.device).contiguous(memory_format=layout)
+        labels = self.dataset.labels.to(self.device) if config.conditional else None
         assert config.lr_g is not None and config.lr_d is not None
         self.engine = Engine(
             generator=self.generator,
@@ -183,14 +191,21 @@ class Run:
             schedule=plan.scheduler.component.build(plan.scheduler.options, self.ctx),
             opt_g=self._adam(self.generator, config.lr_g),
             opt_d=self._adam(self.discriminator, config.lr_d),
-            batches=BatchSampler(samples, config.batch_size, config.seed),
+            batches=BatchSampler(samples, config.batch_size, config.seed, labels),
             total_steps=config.steps,
             autocast_dtype=self.fast.autocast,
             cuda_graph=self.fast.cuda_graph,
         )
         fixed = torch.Generator().manual_seed(config.seed + 1)
-        shown = SAMPLE_CLOUD if self.dataset.samples.dim() == 2 else SAMPLE_GRID
+        if self.dataset.samples.dim() == 2:
+            shown = SAMPLE_CLOUD
+        else:
+            shown = 8 * self.dataset.num_classes if config.conditional else SAMPLE_GRID
         self.fixed_latents = torch.randn(shown, self.engine.z_dim, generator=fixed).to(self.device)
+        # Conditional grids show the classes in order, one per column.
+        self.fixed_labels = (
+            torch.arange(shown, device=self.device) % self.dataset.num_classes if config.conditional else None
+        )
         self.step = 0
 
     def _adam(self, network: nn.Module, lr: float) -> torch.optim.Adam:
@@ -259,26 +274,47 @@ class Run:
 
     # -- sampling ----------------------------------------------------------------
 
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator to sample and evaluate with: an EMA copy if a regularizer keeps one."""
+        for reg in self.regularizers.values():
+            replacement = reg.sampling_generator()
+            if replacement is not None:
+                return replacement
+        return self.generator
+
     @torch.no_grad()
-    def generate(self, n: int, latents: Tensor | None = None) -> Tensor:
-        """``n`` samples on the CPU, with G in eval mode (BatchNorm running statistics)."""
-        was_training = self.generator.training
-        self.generator.eval()
+    def generate(self, n: int, latents: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
+        """``n`` samples on the CPU, with G in eval mode (BatchNorm running statistics).
+
+        Conditional runs draw labels uniformly unless ``labels`` are given.
+        """
+        generator = self.sampler
+        was_training = generator.training
+        generator.eval()
         try:
-            if latents is not None:
-                return self.generator(latents).float().cpu()
             chunks = []
             for start in range(0, n, 1024):
                 size = min(1024, n - start)
-                chunks.append(self.generator(torch.randn(size, self.engine.z_dim, device=self.device)).cpu())
-            return torch.cat(chunks).float()
+                z = latents[start : start + size] if latents is not None else self.engine.latents(size)
+                if self.plan.config.conditional:
+                    y = labels[start : start + size] if labels is not None else torch.randint(
+                        self.dataset.num_classes, (size,), device=self.device
+                    )
+                    chunks.append(generator(z, y).float().cpu())
+                else:
+                    chunks.append(generator(z).float().cpu())
+            return torch.cat(chunks)
         finally:
-            self.generator.train(was_training)
+            generator.train(was_training)
 
     def save_samples(self, name: str) -> Path:
         path = self.run_dir / name
-        # Sampling must not disturb the training RNG stream (exact resume).
-        save_samples(self.generate(len(self.fixed_latents), self.fixed_latents), path, self.dataset.info)
+        # Fixed latents: no draw from the training RNG stream (exact resume), and
+        # successive grids show the same latents as training goes on.
+        samples = self.generate(len(self.fixed_latents), self.fixed_latents, self.fixed_labels)
+        columns = self.dataset.num_classes if self.fixed_labels is not None else None
+        save_samples(samples, path, self.dataset.info, columns=columns)
         return path
 
     def evaluate(self) -> dict[str, float]:

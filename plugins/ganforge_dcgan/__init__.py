@@ -28,7 +28,8 @@ def build_generator(options: GeneratorOptions, ctx):
 
 def build_discriminator(options: DiscriminatorOptions, ctx):
     _needs_square_images(ctx)
-    return DCGANDiscriminator(options, channels=ctx.data_shape[0], size=ctx.data_shape[1])
+    shape = ctx.d_input_shape or ctx.data_shape  # packing multiplies the channels
+    return DCGANDiscriminator(options, channels=shape[0], size=shape[1])
 
 
 @hookimpl
@@ -39,6 +40,7 @@ def ganforge_register_generators(register):
         options=GeneratorOptions,
         summary="transposed-conv generator with BatchNorm; any square size, any channel count",
         requires={"image"},
+        traits={"batchnorm-in-g"},
         paper=PAPER,
     )
 
@@ -51,6 +53,6 @@ def ganforge_register_discriminators(register):
         options=DiscriminatorOptions,
         summary="strided-conv discriminator; norm 'auto' is BatchNorm, or LayerNorm under a gradient penalty",
         requires={"image"},
-        traits=lambda o: {"batchnorm"} if o.norm == "batch" else set(),
+        traits=lambda o: {"batchnorm-in-d"} if o.norm == "batch" else set(),
         paper=PAPER,
     )

@@ -106,7 +106,7 @@ def ganforge_register_losses(register):
         summary="Wasserstein critic with gradient penalty; Adam 1e-4, betas (0, 0.9), 5 critic steps",
         traits={"wasserstein", "gradient-penalty", "graph-safe"},
         conflicts={
-            "batchnorm": "BatchNorm couples the samples of a batch, which invalidates the per-sample "
+            "batchnorm-in-d": "BatchNorm couples the samples of a batch, which invalidates the per-sample "
             "gradient penalty; use a critic without it (dcgan: norm=layer or norm=none)"
         },
         recommends=WGAN_GP_ADAM,

@@ -82,7 +82,7 @@ def build_generator(options: GeneratorOptions, ctx: BuildContext) -> MLPGenerato
 
 
 def build_discriminator(options: DiscriminatorOptions, ctx: BuildContext) -> MLPDiscriminator:
-    return MLPDiscriminator(options, ctx.data_shape)
+    return MLPDiscriminator(options, ctx.d_input_shape or ctx.data_shape)
 
 
 @hookimpl
@@ -92,6 +92,7 @@ def ganforge_register_generators(register):
         build_generator,
         options=GeneratorOptions,
         summary="fully connected generator (ReLU, optional BatchNorm); vectors or flattened images",
+        traits=lambda o: {"batchnorm-in-g"} if o.batchnorm else set(),
         paper=PAPER,
     )
 

@@ -1,0 +1,215 @@
+"""The health checks behind the ``monitors`` plugin, kept apart from the hooks.
+
+Every check reads the averaged statistics of one logged interval (or, for the
+sample check, a small batch drawn from G) and keeps its memory in a
+:class:`State` stored on the run's context, never in module globals: several
+runs may share a process. Each failure shape is reported at most once per run
+context, through ``run.warn``, which prints the line and records it in
+``metrics.jsonl`` as ``{"event": "warning"}``.
+
+The sample check must not move the training random stream, or a resumed run
+would stop being identical to an uninterrupted one: latents are drawn inside
+``torch.random.fork_rng``, G runs in eval mode under ``torch.no_grad()``, and
+its train/eval flag is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+KEY = "ganforge_monitors"
+"""Where a run's monitor state lives in ``run.extra``."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Thresholds of the checks. Patience is counted in logged intervals."""
+
+    d_wins_loss: float = 0.05
+    """``loss/d`` below this counts as D winning (losses that are not Wasserstein)."""
+    d_wins_intervals: int = 10
+    """Consecutive intervals of D winning, with ``loss/g`` rising, before a warning."""
+    frozen_rtol: float = 1e-7
+    """Relative change of ``loss/d`` and ``loss/g`` below which an interval counts as frozen."""
+    frozen_intervals: int = 20
+    """Consecutive frozen intervals before a warning."""
+    sample_every: int = 20
+    """Draw samples at the first logged interval of a run, then every this many intervals."""
+    sample_size: int = 64
+    """Samples drawn for the spread check."""
+    collapse_ratio: float = 1e-3
+    """Mean per-feature std of samples below this fraction of the data's: identical samples."""
+
+
+@dataclass
+class State:
+    """What the checks remember about one run."""
+
+    settings: Settings
+    check_d_wins: bool = True
+    warned: set[str] = field(default_factory=set)
+    intervals: int = 0
+    d_wins_streak: int = 0
+    d_wins_since: tuple[int, float] = (0, 0.0)  # (step, loss/g) where the streak began
+    frozen_streak: int = 0
+    frozen_since: int = 0
+    last: tuple[float, float] | None = None
+    data_spread: float | None = None
+    stopped: bool = False
+
+
+# -- the hooks' bodies ------------------------------------------------------------
+
+
+def start(run: Any, settings: Settings) -> State:
+    """A fresh state for this run (also on resume), stored in ``run.extra``."""
+    state = State(settings=settings, check_d_wins=_d_wins_applies(run))
+    state.data_spread = _data_spread(run)
+    run.extra[KEY] = state
+    return state
+
+
+def observe(run: Any, step: int, stats: dict[str, float], settings: Settings) -> None:
+    """Run every check on one logged interval; a check that fails turns monitoring off, with a note."""
+    state = run.extra.get(KEY)
+    if not isinstance(state, State):
+        state = start(run, settings)
+    if state.stopped:
+        return
+    try:
+        state.intervals += 1
+        d, g = stats.get("loss/d"), stats.get("loss/g")
+        if d is not None and g is not None and math.isfinite(d) and math.isfinite(g):
+            _d_wins(run, state, step, d, g)
+            _frozen(run, state, step, d, g)
+        else:
+            state.d_wins_streak = state.frozen_streak = 0
+            state.last = None
+        every = max(1, state.settings.sample_every)
+        if "collapse" not in state.warned and (state.intervals == 1 or state.intervals % every == 0):
+            _collapse(run, state, step)
+    except Exception as exc:  # noqa: BLE001 - a monitor must never end a run
+        state.stopped = True
+        run.warn(f"monitors: a check failed at step {step} ({exc!r}); health monitoring is off for this run")
+
+
+# -- the checks -------------------------------------------------------------------
+
+
+def _d_wins(run: Any, state: State, step: int, d: float, g: float) -> None:
+    s = state.settings
+    if not state.check_d_wins or "d-wins" in state.warned:
+        return
+    if d >= s.d_wins_loss:
+        state.d_wins_streak = 0
+        return
+    if state.d_wins_streak == 0:
+        state.d_wins_since = (step, g)
+    state.d_wins_streak += 1
+    since, g_then = state.d_wins_since
+    if state.d_wins_streak >= s.d_wins_intervals and g > g_then:
+        _warn(
+            run,
+            state,
+            "d-wins",
+            f"D is winning: loss/d has stayed below {s.d_wins_loss:g} for {state.d_wins_streak} logged "
+            f"intervals (steps {since}-{step}) while loss/g rose from {g_then:.3g} to {g:.3g}, so G gets "
+            "little useful gradient. Try: lower --lr-d or raise --lr-g, --reg instance-noise or "
+            "--reg label-smoothing, --reg spectral-norm, or a smaller discriminator",
+        )
+
+
+def _frozen(run: Any, state: State, step: int, d: float, g: float) -> None:
+    s = state.settings
+    last, state.last = state.last, (d, g)
+    if "frozen" in state.warned:
+        return
+    if last is None or not (_same(d, last[0], s.frozen_rtol) and _same(g, last[1], s.frozen_rtol)):
+        state.frozen_streak = 0
+        return
+    if state.frozen_streak == 0:
+        state.frozen_since = step
+    state.frozen_streak += 1
+    if state.frozen_streak >= s.frozen_intervals:
+        _warn(
+            run,
+            state,
+            "frozen",
+            f"training has stalled: loss/d ({d:.6g}) and loss/g ({g:.6g}) have not changed for "
+            f"{state.frozen_streak} logged intervals (since step {state.frozen_since}); the networks' "
+            "outputs no longer depend on their inputs (dead ReLUs, saturated units) or the learning "
+            "rates are ~0. Try: lower learning rates, --reg spectral-norm, leaky-relu activations, and "
+            "check that the data varies",
+        )
+
+
+def _collapse(run: Any, state: State, step: int) -> None:
+    spread = sample_spread(run, state.settings.sample_size)
+    reference = state.data_spread or 1.0
+    if spread < state.settings.collapse_ratio * reference or spread == 0.0:
+        _warn(
+            run,
+            state,
+            "collapse",
+            f"mode collapse: {state.settings.sample_size} samples from G at step {step} are (almost) "
+            f"identical (mean per-feature std {spread:.3g}, the data's {reference:.3g}); G ignores its "
+            "latent input. Try: lower --lr-g, --loss wgan-gp, --reg instance-noise, a larger z_dim, "
+            "or restart from an earlier checkpoint",
+        )
+
+
+def _warn(run: Any, state: State, key: str, text: str) -> None:
+    state.warned.add(key)
+    run.warn(f"monitors: {text}")
+
+
+def _same(a: float, b: float, rtol: float) -> bool:
+    return a == b or abs(a - b) <= rtol * max(abs(a), abs(b))
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def sample_spread(run: Any, n: int) -> float:
+    """Mean over features of the std across ``n`` samples of G, leaving every RNG stream as it was."""
+    import torch
+
+    generator = run.generator
+    device = getattr(run, "device", torch.device("cpu"))
+    devices = [device] if device.type == "cuda" else []
+    was_training = generator.training
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        generator.eval()
+        try:
+            latents = torch.randn(n, int(generator.z_dim), device=device)
+            samples = generator(latents).float().flatten(1)
+        finally:
+            generator.train(was_training)
+    return float(samples.std(dim=0).mean().item())
+
+
+def _data_spread(run: Any) -> float | None:
+    """Mean per-feature std of (up to 1,024 of) the real samples: the scale for the sample check."""
+    samples = getattr(getattr(run, "dataset", None), "samples", None)
+    if samples is None or samples.shape[0] < 2:
+        return None
+    return float(samples[:1024].float().flatten(1).std(dim=0).mean().item())
+
+
+def _d_wins_applies(run: Any) -> bool:
+    """Only where ``loss/d`` near zero means D wins: any known loss that is not Wasserstein.
+
+    A Wasserstein critic's loss is a difference of means plus penalties, which passes
+    through zero in healthy runs. A loss this process cannot look up is skipped.
+    """
+    try:
+        from ganforge_core import get_registry
+
+        choice = run.config.loss
+        component = get_registry().get("loss", choice.name)
+        traits = component.traits(component.validate(choice.options))
+    except Exception:  # noqa: BLE001 - an unknown loss: do not guess
+        return False
+    return "wasserstein" not in traits
