@@ -63,11 +63,13 @@ class Recommendation:
 
 @dataclass(frozen=True)
 class ResolveContext:
-    """What option validators may look at: the traits of the loss and the dataset."""
+    """What option validators may look at: the loss's and dataset's traits, the batch size."""
 
     loss_traits: frozenset[str] = frozenset()
     data_traits: frozenset[str] = frozenset()
     recommendation: Recommendation = Recommendation()
+    batch_size: int = 64
+    conditional: bool = False
 
 
 @dataclass

@@ -156,7 +156,9 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
     dataset = _choose(registry, "dataset", config.dataset, ResolveContext())
     loss = _choose(registry, "loss", config.loss, ResolveContext(data_traits=dataset.traits))
     recommendation = loss.component.recommends or Recommendation()
-    context = ResolveContext(loss.traits, dataset.traits, recommendation)
+    context = ResolveContext(
+        loss.traits, dataset.traits, recommendation, batch_size=config.batch_size, conditional=config.conditional
+    )
     generator = _choose(registry, "generator", config.generator, context)
     disc_choice = config.discriminator or Choice(name=config.generator.name)
     if config.discriminator is None and config.generator.name not in registry.names("discriminator"):
