@@ -225,6 +225,58 @@ def plugins(
         print_catalogue(data)
 
 
+@app.command()
+def sample(
+    source: Annotated[Path, typer.Argument(help="A run directory (its newest checkpoint) or a checkpoint file.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 64,
+    out: Annotated[Path, typer.Option(help="A .png grid (or 2D scatter), or raw samples as .pt or .npy.")] = Path(
+        "samples.png"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the latents.")] = 0,
+    label: Annotated[int | None, typer.Option(help="Class of every sample (conditional runs).")] = None,
+    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the run keeps one.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Draw samples from a trained generator."""
+    if out.suffix not in {".png", ".pt", ".npy"}:
+        raise _fail(f"--out must end in .png, .pt or .npy, not '{out.suffix or out.name}'")
+    with _user_errors():
+        from ganforge_core.plugins import get_plugins
+        from ganforge_core.run import load_run
+
+        run = load_run(source, get_plugins(), device)
+        samples = run.draw(n, seed=seed, label=label, ema=ema)
+        run.write_samples(samples, out)
+    typer.echo(f"wrote {n} samples to {out}")
+
+
+@app.command("eval")
+def evaluate(
+    source: Annotated[Path, typer.Argument(help="A run directory (its newest checkpoint) or a checkpoint file.")],
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="Metric; repeat. [default: the run's metrics]")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Evaluate a trained generator; writes eval.json beside the checkpoint."""
+    with _user_errors():
+        from ganforge_core.plugins import get_plugins
+        from ganforge_core.run import load_run
+
+        run = load_run(source, get_plugins(), device)
+        results = run.evaluate(metric)
+        path = run.run_dir / "eval.json"
+        path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    if as_json:
+        typer.echo(json.dumps(results, indent=2, sort_keys=True))
+    elif not results:
+        typer.echo("no metric applies to this run's dataset (see 'ganforge plugins')")
+    else:
+        for name, value in results.items():
+            typer.echo(f"{name:32s} {value:.6g}")
+
+
 def main() -> None:
     """Entry point: usage errors become one line, like every other error."""
     try:

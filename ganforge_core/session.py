@@ -1,14 +1,14 @@
-"""A run from start to finish: build from a plan, loop over steps, record, checkpoint, evaluate.
+"""A run from start to finish: resolve, build, loop over steps, record, checkpoint, evaluate.
 
-The step itself lives in :mod:`ganforge_core.engine`; this module owns
-everything around it: the run directory, seeding, the progress view,
-``metrics.jsonl``, sample grids, checkpoints, signals and the lifecycle hooks.
+The step itself lives in :mod:`ganforge_core.engine` and the run's objects in
+:mod:`ganforge_core.run`; this module owns the loop around them: the run
+directory, the progress view, ``metrics.jsonl``, sample grids, checkpoints,
+signals, the non-finite checks and the lifecycle hooks.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import signal
 import threading
 import time
@@ -19,23 +19,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ganforge_core import checkpoint as ckpt
-from ganforge_core.batches import BatchSampler
-from ganforge_core.components import BuildContext, Dataset, Regularizer
+from ganforge_core.components import Dataset
 from ganforge_core.config import Plan, RunConfig, resolve
-from ganforge_core.engine import Engine
-from ganforge_core.errors import CheckpointError, ConfigError, GanforgeError, TrainingDiverged
+from ganforge_core.errors import ConfigError, GanforgeError, TrainingDiverged
 from ganforge_core.plugins import Plugins, get_plugins
-from ganforge_core.reporting import MetricsLog, ProgressView, save_samples
-from ganforge_core.version import __version__
+from ganforge_core.reporting import MetricsLog, ProgressView
+from ganforge_core.run import Run
 
-SAMPLE_GRID = 64  # images in a sample grid
-SAMPLE_CLOUD = 2500  # points in a 2D scatter (PacGAN evaluates this many)
-
+__all__ = ["Interrupted", "Run", "RunContext", "RunResult", "train"]
 
 class Interrupted(GanforgeError):
     """Training stopped by SIGINT or SIGTERM after checkpointing."""
@@ -69,279 +64,9 @@ class RunResult:
     samples: Path
 
 
-@dataclass(frozen=True)
-class FastPath:
-    """Speed features for this run; each can be turned off in the config."""
-
-    autocast: torch.dtype | None
-    channels_last: bool
-    fused_adam: bool
-    cuda_graph: bool
-    graph_blocker: str = ""
-
-    def describe(self) -> str:
-        on = [
-            name
-            for name, enabled in (
-                ("bf16 autocast", self.autocast is not None),
-                ("channels-last", self.channels_last),
-                ("fused Adam", self.fused_adam),
-                ("CUDA graph", self.cuda_graph),
-            )
-            if enabled
-        ]
-        text = "fast path: " + (", ".join(on) if on else "off (eager fp32)")
-        return text + (f"; no CUDA graph: {self.graph_blocker}" if self.graph_blocker else "")
-
-
-def choose_fast_path(plan: Plan, device: torch.device, data_dims: int) -> FastPath:
-    config, cuda = plan.config, device.type == "cuda"
-    wants_bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
-    blockers = [c.component.label for c in (plan.loss, *plan.regularizers) if "graph-safe" not in c.traits]
-    blocker = ""
-    if cuda and config.cuda_graph and blockers:
-        blocker = f"{blockers[0]} depends on the step number or host values (not graph-safe)"
-    return FastPath(
-        autocast=torch.bfloat16 if wants_bf16 else None,
-        channels_last=cuda and config.channels_last and data_dims == 4,
-        fused_adam=cuda and config.fused_adam,
-        cuda_graph=cuda and config.cuda_graph and not blockers,
-        graph_blocker=blocker,
-    )
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' asked for, but CUDA is not available here; use --device cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def default_run_dir(config: RunConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{stamp}-{config.generator.name}-{config.loss.name}-{config.dataset.name}"
-
-
-class Run:
-    """One training run, built from a resolved plan."""
-
-    def __init__(self, plan: Plan, plugins: Plugins, run_dir: Path) -> None:
-        self.plan, self.plugins, self.run_dir = plan, plugins, run_dir
-        config = plan.config
-        self.device = pick_device(config.device)
-        seed_everything(config.seed)
-        data_ctx = BuildContext(
-            data_shape=(),
-            num_classes=0,
-            total_steps=config.steps,
-            batch_size=config.batch_size,
-            device=self.device,
-            seed=config.seed,
-        )
-        self.dataset: Dataset = plan.dataset.component.build(plan.dataset.options, data_ctx)
-        if config.batch_size > len(self.dataset):
-            raise ConfigError(
-                f"--batch-size {config.batch_size} exceeds the {len(self.dataset)} samples of "
-                f"dataset '{config.dataset.name}'"
-            )
-        if config.conditional and self.dataset.labels is None:
-            raise ConfigError(f"--conditional: dataset '{config.dataset.name}' returned no labels")
-        self.ctx = BuildContext(
-            data_shape=self.dataset.shape,
-            num_classes=self.dataset.num_classes,
-            total_steps=config.steps,
-            batch_size=config.batch_size,
-            device=self.device,
-            seed=config.seed,
-            loss_traits=plan.loss.traits,
-            data_info=self.dataset.info,
-            conditional=config.conditional,
-        )
-        self.regularizers: dict[str, Regularizer] = {
-            r.component.name: r.component.build(r.options, self.ctx) for r in plan.regularizers
-        }
-        d_input_shape = self.dataset.shape
-        for reg in self.regularizers.values():
-            d_input_shape = reg.d_input_shape(d_input_shape)
-        self.ctx.d_input_shape = d_input_shape
-        generator = plan.generator.component.build(plan.generator.options, self.ctx)
-        discriminator = plan.discriminator.component.build(plan.discriminator.options, self.ctx)
-        for reg in self.regularizers.values():
-            generator = reg.wrap_generator(generator)
-            discriminator = reg.wrap_discriminator(discriminator)
-        self.fast = choose_fast_path(plan, self.device, self.dataset.samples.dim())
-        layout = torch.channels_last if self.fast.channels_last else torch.contiguous_format
-        self.generator = generator.to(self.device, memory_format=layout)
-        self.discriminator = discriminator.to(self.device, memory_format=layout)
-        samples = self.dataset.samples.to(self.device).contiguous(memory_format=layout)
-        labels = self.dataset.labels.to(self.device) if config.conditional else None
-        assert config.lr_g is not None and config.lr_d is not None
-        self.engine = Engine(
-            generator=self.generator,
-            discriminator=self.discriminator,
-            loss=plan.loss.component.build(plan.loss.options, self.ctx),
-            regularizers=self.regularizers,
-            schedule=plan.scheduler.component.build(plan.scheduler.options, self.ctx),
-            opt_g=self._adam(self.generator, config.lr_g),
-            opt_d=self._adam(self.discriminator, config.lr_d),
-            batches=BatchSampler(samples, config.batch_size, config.seed, labels),
-            total_steps=config.steps,
-            autocast_dtype=self.fast.autocast,
-            cuda_graph=self.fast.cuda_graph,
-        )
-        fixed = torch.Generator().manual_seed(config.seed + 1)
-        if self.dataset.samples.dim() == 2:
-            shown = SAMPLE_CLOUD
-        else:
-            shown = 8 * self.dataset.num_classes if config.conditional else SAMPLE_GRID
-        self.fixed_latents = torch.randn(shown, self.engine.z_dim, generator=fixed).to(self.device)
-        # Conditional grids show the classes in order, one per column.
-        self.fixed_labels = (
-            torch.arange(shown, device=self.device) % self.dataset.num_classes if config.conditional else None
-        )
-        self.step = 0
-
-    def _adam(self, network: nn.Module, lr: float) -> torch.optim.Adam:
-        if not self.fast.cuda_graph:
-            return torch.optim.Adam(
-                network.parameters(), lr=lr, betas=self.plan.config.betas, fused=self.fast.fused_adam or None
-            )
-        # A captured optimizer step reads its learning rate from the device.
-        return torch.optim.Adam(
-            network.parameters(),
-            lr=torch.tensor(lr, device=self.device),
-            betas=self.plan.config.betas,
-            fused=self.fast.fused_adam or None,
-            capturable=True,
-        )
-
-    # -- state -----------------------------------------------------------------
-
-    def state_dict(self) -> dict[str, Any]:
-        numpy_state = np.random.get_state()
-        return {
-            "format": ckpt.FORMAT,
-            "format_version": ckpt.FORMAT_VERSION,
-            "ganforge_version": __version__,
-            "step": self.step,
-            "config": self.plan.config.model_dump_json(),
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "opt_g": self.engine.opt_g.state_dict(),
-            "opt_d": self.engine.opt_d.state_dict(),
-            "regularizers": {name: reg.state_dict() for name, reg in self.regularizers.items()},
-            "batches": self.engine.batches.state_dict(),
-            "rng": {
-                "python": random.getstate(),
-                "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
-        }
-
-    def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
-        try:
-            self.generator.load_state_dict(state["generator"])
-            self.discriminator.load_state_dict(state["discriminator"])
-            for opt, key in ((self.engine.opt_g, "opt_g"), (self.engine.opt_d, "opt_d")):
-                _load_optimizer(opt, state[key])
-            for name, reg in self.regularizers.items():
-                reg.load_state_dict(state["regularizers"].get(name, {}))
-            self.engine.batches.load_state_dict(state["batches"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise CheckpointError(f"{source} does not fit this run's networks: {first}") from None
-        rng = state["rng"]
-        random.setstate(_as_python_state(rng["python"]))
-        np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:]))
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        self.step = int(state["step"])
-
-    def save_checkpoint(self) -> Path:
-        path = ckpt.checkpoint_path(self.run_dir, self.step)
-        ckpt.save_atomic(self.state_dict(), path)
-        ckpt.prune(self.run_dir, self.plan.config.keep_checkpoints)
-        return path
-
-    # -- sampling ----------------------------------------------------------------
-
-    @property
-    def sampler(self) -> nn.Module:
-        """The generator to sample and evaluate with: an EMA copy if a regularizer keeps one."""
-        for reg in self.regularizers.values():
-            replacement = reg.sampling_generator()
-            if replacement is not None:
-                return replacement
-        return self.generator
-
-    @torch.no_grad()
-    def generate(self, n: int, latents: Tensor | None = None, labels: Tensor | None = None) -> Tensor:
-        """``n`` samples on the CPU, with G in eval mode (BatchNorm running statistics).
-
-        Conditional runs draw labels uniformly unless ``labels`` are given.
-        """
-        generator = self.sampler
-        was_training = generator.training
-        generator.eval()
-        try:
-            chunks = []
-            for start in range(0, n, 1024):
-                size = min(1024, n - start)
-                z = latents[start : start + size] if latents is not None else self.engine.latents(size)
-                if self.plan.config.conditional:
-                    y = labels[start : start + size] if labels is not None else torch.randint(
-                        self.dataset.num_classes, (size,), device=self.device
-                    )
-                    chunks.append(generator(z, y).float().cpu())
-                else:
-                    chunks.append(generator(z).float().cpu())
-            return torch.cat(chunks)
-        finally:
-            generator.train(was_training)
-
-    def save_samples(self, name: str) -> Path:
-        path = self.run_dir / name
-        # Fixed latents: no draw from the training RNG stream (exact resume), and
-        # successive grids show the same latents as training goes on.
-        samples = self.generate(len(self.fixed_latents), self.fixed_latents, self.fixed_labels)
-        columns = self.dataset.num_classes if self.fixed_labels is not None else None
-        save_samples(samples, path, self.dataset.info, columns=columns)
-        return path
-
-    def evaluate(self) -> dict[str, float]:
-        results: dict[str, float] = {}
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.plan.config.seed + 2)
-            for chosen in self.plan.metrics:
-                metric = chosen.component.build(chosen.options, self.ctx)
-                values = metric.compute(self.generate, self.dataset)
-                results.update({f"{chosen.component.name}/{k}": float(v) for k, v in values.items()})
-        return results
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Load optimizer state, keeping the learning rate's type (float, or a device tensor)."""
-    kinds = [group["lr"] for group in opt.param_groups]
-    opt.load_state_dict(state)
-    for group, before in zip(opt.param_groups, kinds, strict=True):
-        if isinstance(before, Tensor):
-            group["lr"] = torch.as_tensor(group["lr"], dtype=before.dtype, device=before.device)
-        else:
-            group["lr"] = float(group["lr"])
-
-
-def _as_python_state(value: Any) -> tuple[Any, ...]:
-    version, internal, gauss = value
-    return version, tuple(internal), gauss
 
 
 @contextmanager

@@ -1,0 +1,64 @@
+"""Where a run trains and how fast: the device, and the speed features used on it.
+
+Each speed feature can be turned off in the configuration (``--precision fp32``,
+``--no-cuda-graph``, ``--no-channels-last``, ``--no-fused-adam``), for debugging
+or to compare against.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ganforge_core.config import Plan
+from ganforge_core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """Speed features for this run; each can be turned off in the config."""
+
+    autocast: torch.dtype | None
+    channels_last: bool
+    fused_adam: bool
+    cuda_graph: bool
+    graph_blocker: str = ""
+
+    def describe(self) -> str:
+        on = [
+            name
+            for name, enabled in (
+                ("bf16 autocast", self.autocast is not None),
+                ("channels-last", self.channels_last),
+                ("fused Adam", self.fused_adam),
+                ("CUDA graph", self.cuda_graph),
+            )
+            if enabled
+        ]
+        text = "fast path: " + (", ".join(on) if on else "off (eager fp32)")
+        return text + (f"; no CUDA graph: {self.graph_blocker}" if self.graph_blocker else "")
+
+
+def choose_fast_path(plan: Plan, device: torch.device, data_dims: int) -> FastPath:
+    config, cuda = plan.config, device.type == "cuda"
+    wants_bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
+    blockers = [c.component.label for c in (plan.loss, *plan.regularizers) if "graph-safe" not in c.traits]
+    blocker = ""
+    if cuda and config.cuda_graph and blockers:
+        blocker = f"{blockers[0]} depends on the step number or host values (not graph-safe)"
+    return FastPath(
+        autocast=torch.bfloat16 if wants_bf16 else None,
+        channels_last=cuda and config.channels_last and data_dims == 4,
+        fused_adam=cuda and config.fused_adam,
+        cuda_graph=cuda and config.cuda_graph and not blockers,
+        graph_blocker=blocker,
+    )
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' asked for, but CUDA is not available here; use --device cpu")
+    return torch.device(name)

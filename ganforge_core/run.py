@@ -1,0 +1,305 @@
+"""One run's objects: built from a resolved plan, saved to and loaded from checkpoints.
+
+:class:`Run` holds the dataset on the training device, the networks (wrapped by
+regularizers), the optimizers and the :class:`~ganforge_core.engine.Engine`; it
+knows how to sample and evaluate, and how to turn all of that state into a
+checkpoint of tensors and plain data and back.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ganforge_core import checkpoint as ckpt
+from ganforge_core.batches import BatchSampler
+from ganforge_core.components import BuildContext, Dataset, Regularizer
+from ganforge_core.config import Chosen, Plan, RunConfig, resolve
+from ganforge_core.engine import Engine
+from ganforge_core.errors import CheckpointError, ConfigError
+from ganforge_core.fastpath import choose_fast_path, pick_device
+from ganforge_core.plugins import Plugins
+from ganforge_core.reporting import save_samples
+from ganforge_core.version import __version__
+
+SAMPLE_GRID = 64  # images in a sample grid
+SAMPLE_CLOUD = 2500  # points in a 2D scatter (PacGAN evaluates this many)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Run:
+    """One training run, built from a resolved plan."""
+
+    def __init__(self, plan: Plan, plugins: Plugins, run_dir: Path) -> None:
+        self.plan, self.plugins, self.run_dir = plan, plugins, run_dir
+        config = plan.config
+        self.device = pick_device(config.device)
+        seed_everything(config.seed)
+        data_ctx = BuildContext(
+            data_shape=(),
+            num_classes=0,
+            total_steps=config.steps,
+            batch_size=config.batch_size,
+            device=self.device,
+            seed=config.seed,
+        )
+        self.dataset: Dataset = plan.dataset.component.build(plan.dataset.options, data_ctx)
+        if config.batch_size > len(self.dataset):
+            raise ConfigError(
+                f"--batch-size {config.batch_size} exceeds the {len(self.dataset)} samples of "
+                f"dataset '{config.dataset.name}'"
+            )
+        if config.conditional and self.dataset.labels is None:
+            raise ConfigError(f"--conditional: dataset '{config.dataset.name}' returned no labels")
+        self.ctx = BuildContext(
+            data_shape=self.dataset.shape,
+            num_classes=self.dataset.num_classes,
+            total_steps=config.steps,
+            batch_size=config.batch_size,
+            device=self.device,
+            seed=config.seed,
+            loss_traits=plan.loss.traits,
+            data_info=self.dataset.info,
+            conditional=config.conditional,
+        )
+        self.regularizers: dict[str, Regularizer] = {
+            r.component.name: r.component.build(r.options, self.ctx) for r in plan.regularizers
+        }
+        d_input_shape = self.dataset.shape
+        for reg in self.regularizers.values():
+            d_input_shape = reg.d_input_shape(d_input_shape)
+        self.ctx.d_input_shape = d_input_shape
+        generator = plan.generator.component.build(plan.generator.options, self.ctx)
+        discriminator = plan.discriminator.component.build(plan.discriminator.options, self.ctx)
+        for reg in self.regularizers.values():
+            generator = reg.wrap_generator(generator)
+            discriminator = reg.wrap_discriminator(discriminator)
+        self.fast = choose_fast_path(plan, self.device, self.dataset.samples.dim())
+        layout = torch.channels_last if self.fast.channels_last else torch.contiguous_format
+        self.generator = generator.to(self.device, memory_format=layout)
+        self.discriminator = discriminator.to(self.device, memory_format=layout)
+        samples = self.dataset.samples.to(self.device).contiguous(memory_format=layout)
+        labels = self.dataset.labels.to(self.device) if config.conditional else None
+        assert config.lr_g is not None and config.lr_d is not None
+        self.engine = Engine(
+            generator=self.generator,
+            discriminator=self.discriminator,
+            loss=plan.loss.component.build(plan.loss.options, self.ctx),
+            regularizers=self.regularizers,
+            schedule=plan.scheduler.component.build(plan.scheduler.options, self.ctx),
+            opt_g=self._adam(self.generator, config.lr_g),
+            opt_d=self._adam(self.discriminator, config.lr_d),
+            batches=BatchSampler(samples, config.batch_size, config.seed, labels),
+            total_steps=config.steps,
+            autocast_dtype=self.fast.autocast,
+            cuda_graph=self.fast.cuda_graph,
+        )
+        fixed = torch.Generator().manual_seed(config.seed + 1)
+        if self.dataset.samples.dim() == 2:
+            shown = SAMPLE_CLOUD
+        else:
+            shown = 8 * self.dataset.num_classes if config.conditional else SAMPLE_GRID
+        self.fixed_latents = torch.randn(shown, self.engine.z_dim, generator=fixed).to(self.device)
+        # Conditional grids show the classes in order, one per column.
+        self.fixed_labels = (
+            torch.arange(shown, device=self.device) % self.dataset.num_classes if config.conditional else None
+        )
+        self.step = 0
+
+    def _adam(self, network: nn.Module, lr: float) -> torch.optim.Adam:
+        if not self.fast.cuda_graph:
+            return torch.optim.Adam(
+                network.parameters(), lr=lr, betas=self.plan.config.betas, fused=self.fast.fused_adam or None
+            )
+        # A captured optimizer step reads its learning rate from the device.
+        return torch.optim.Adam(
+            network.parameters(),
+            lr=torch.tensor(lr, device=self.device),
+            betas=self.plan.config.betas,
+            fused=self.fast.fused_adam or None,
+            capturable=True,
+        )
+
+    # -- state -----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        numpy_state = np.random.get_state()
+        return {
+            "format": ckpt.FORMAT,
+            "format_version": ckpt.FORMAT_VERSION,
+            "ganforge_version": __version__,
+            "step": self.step,
+            "config": self.plan.config.model_dump_json(),
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.engine.opt_g.state_dict(),
+            "opt_d": self.engine.opt_d.state_dict(),
+            "regularizers": {name: reg.state_dict() for name, reg in self.regularizers.items()},
+            "batches": self.engine.batches.state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
+        try:
+            self.generator.load_state_dict(state["generator"])
+            self.discriminator.load_state_dict(state["discriminator"])
+            for opt, key in ((self.engine.opt_g, "opt_g"), (self.engine.opt_d, "opt_d")):
+                _load_optimizer(opt, state[key])
+            for name, reg in self.regularizers.items():
+                reg.load_state_dict(state["regularizers"].get(name, {}))
+            self.engine.batches.load_state_dict(state["batches"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise CheckpointError(f"{source} does not fit this run's networks: {first}") from None
+        rng = state["rng"]
+        random.setstate(_as_python_state(rng["python"]))
+        np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:]))
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.step = int(state["step"])
+
+    def save_checkpoint(self) -> Path:
+        path = ckpt.checkpoint_path(self.run_dir, self.step)
+        ckpt.save_atomic(self.state_dict(), path)
+        ckpt.prune(self.run_dir, self.plan.config.keep_checkpoints)
+        return path
+
+    # -- sampling ----------------------------------------------------------------
+
+    def sampler(self, ema: bool = True) -> nn.Module:
+        """The generator to sample and evaluate with: an EMA copy if a regularizer keeps one."""
+        for reg in self.regularizers.values() if ema else ():
+            replacement = reg.sampling_generator()
+            if replacement is not None:
+                return replacement
+        return self.generator
+
+    @torch.no_grad()
+    def generate(
+        self, n: int, latents: Tensor | None = None, labels: Tensor | None = None, ema: bool = True
+    ) -> Tensor:
+        """``n`` samples on the CPU, with G in eval mode (BatchNorm running statistics).
+
+        Conditional runs draw labels uniformly unless ``labels`` are given.
+        """
+        generator = self.sampler(ema)
+        was_training = generator.training
+        generator.eval()
+        try:
+            chunks = []
+            for start in range(0, n, 1024):
+                size = min(1024, n - start)
+                z = latents[start : start + size] if latents is not None else self.engine.latents(size)
+                if self.plan.config.conditional:
+                    y = labels[start : start + size] if labels is not None else torch.randint(
+                        self.dataset.num_classes, (size,), device=self.device
+                    )
+                    chunks.append(generator(z, y).float().cpu())
+                else:
+                    chunks.append(generator(z).float().cpu())
+            return torch.cat(chunks)
+        finally:
+            generator.train(was_training)
+
+    def save_samples(self, name: str) -> Path:
+        path = self.run_dir / name
+        # Fixed latents: no draw from the training RNG stream (exact resume), and
+        # successive grids show the same latents as training goes on.
+        samples = self.generate(len(self.fixed_latents), self.fixed_latents, self.fixed_labels)
+        columns = self.dataset.num_classes if self.fixed_labels is not None else None
+        save_samples(samples, path, self.dataset.info, columns=columns)
+        return path
+
+    def evaluate(self, metric_names: list[str] | None = None) -> dict[str, float]:
+        """The plan's metrics (or the named ones), on their own RNG stream."""
+        chosen = self.plan.metrics
+        if metric_names:
+            registry = self.plugins.registry
+            chosen = tuple(
+                Chosen(component, component.validate({}))
+                for component in (registry.get("metric", name) for name in metric_names)
+            )
+        results: dict[str, float] = {}
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.plan.config.seed + 2)
+            for metric in chosen:
+                missing = metric.component.requires - self.plan.dataset.traits
+                if missing:
+                    raise ConfigError(
+                        f"{metric.component.label} needs a {'/'.join(sorted(missing))} dataset; "
+                        f"this run trained on '{self.plan.dataset.component.name}'"
+                    )
+                values = metric.component.build(metric.options, self.ctx).compute(self.generate, self.dataset)
+                results.update({f"{metric.component.name}/{k}": float(v) for k, v in values.items()})
+        return results
+
+    def draw(self, n: int, seed: int, label: int | None = None, ema: bool = True) -> Tensor:
+        """``n`` samples from fresh latents seeded by ``seed`` (for ``ganforge sample``)."""
+        conditional = self.plan.config.conditional
+        if label is not None and not conditional:
+            raise ConfigError("--label needs a run trained with --conditional")
+        if label is not None and not 0 <= label < self.dataset.num_classes:
+            raise ConfigError(f"--label must be in [0, {self.dataset.num_classes}), got {label}")
+        source = torch.Generator().manual_seed(seed)
+        latents = torch.randn(n, self.engine.z_dim, generator=source).to(self.device)
+        labels = None
+        if conditional:
+            labels = (
+                torch.full((n,), label)
+                if label is not None
+                else torch.randint(self.dataset.num_classes, (n,), generator=source)
+            ).to(self.device)
+        return self.generate(n, latents, labels, ema=ema)
+
+    def write_samples(self, samples: Tensor, path: Path) -> None:
+        if path.suffix == ".pt":
+            torch.save(samples, path)
+        elif path.suffix == ".npy":
+            np.save(path, samples.numpy())
+        else:
+            save_samples(samples, path, self.dataset.info)
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load optimizer state, keeping the learning rate's type (float, or a device tensor)."""
+    kinds = [group["lr"] for group in opt.param_groups]
+    opt.load_state_dict(state)
+    for group, before in zip(opt.param_groups, kinds, strict=True):
+        if isinstance(before, Tensor):
+            group["lr"] = torch.as_tensor(group["lr"], dtype=before.dtype, device=before.device)
+        else:
+            group["lr"] = float(group["lr"])
+
+
+def _as_python_state(value: Any) -> tuple[Any, ...]:
+    version, internal, gauss = value
+    return version, tuple(internal), gauss
+
+
+def load_run(source: Path, plugins: Plugins, device: str = "auto") -> Run:
+    """A run rebuilt from a run directory (its newest loadable checkpoint) or a checkpoint file."""
+    if source.is_dir():
+        path, state, _ = ckpt.latest_loadable(source)
+    else:
+        path, state = source, ckpt.load_safe(source)
+    config = RunConfig.model_validate({**json.loads(state["config"]), "device": device})
+    run = Run(resolve(config, plugins.registry), plugins, path.parent)
+    run.load_state_dict(state, path)
+    return run
