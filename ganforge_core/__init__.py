@@ -34,7 +34,18 @@ from ganforge_core.registry import Component, Register, Registry
 from ganforge_core.version import __version__
 
 if TYPE_CHECKING:
-    from ganforge_core.session import RunResult
+    from ganforge_core.session import RunContext, RunResult
+
+_NEEDS_TORCH = {"RunContext", "RunResult"}
+
+
+def __getattr__(name: str) -> Any:
+    # The run-time types live beside torch; importing them is deferred to first use.
+    if name in _NEEDS_TORCH:
+        from ganforge_core import session
+
+        return getattr(session, name)
+    raise AttributeError(f"module 'ganforge_core' has no attribute '{name}'")
 
 
 def get_registry() -> Registry:
@@ -93,6 +104,7 @@ __all__ = [
     "Regularizer",
     "ResolveContext",
     "RunConfig",
+    "RunContext",
     "RunResult",
     "Schedule",
     "ScheduleOptions",

@@ -39,8 +39,11 @@ class BatchSampler:
     def next(self) -> Tensor:
         return self.draw().samples
 
-    def draw(self) -> Batch:
-        """The next batch, with its labels when the sampler was given labels."""
+    def draw(self, out: Batch | None = None) -> Batch:
+        """The next batch, with its labels when the sampler was given labels.
+
+        With ``out``, the batch is written into those tensors instead of new ones.
+        """
         if self._order is None or self._position + self.batch_size > self._order.numel():
             permutation = torch.randperm(self.samples.shape[0], generator=self.generator)
             self._order = permutation.to(self.samples.device)
@@ -48,6 +51,11 @@ class BatchSampler:
             self.epoch += 1
         index = self._order[self._position : self._position + self.batch_size]
         self._position += self.batch_size
+        if out is not None:
+            torch.index_select(self.samples, 0, index, out=out.samples)
+            if self.labels is not None and out.labels is not None:
+                torch.index_select(self.labels, 0, index, out=out.labels)
+            return out
         labels = None if self.labels is None else self.labels.index_select(0, index)
         return Batch(self.samples.index_select(0, index), labels)
 

@@ -79,6 +79,9 @@ def print_catalogue(data: dict[str, Any]) -> None:
         console.print(f"[yellow]problem:[/] plugin '{problem['plugin']}': {problem['reason']}", highlight=False)
 
 
+PLURAL = {"loss": "losses"}
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -96,7 +99,7 @@ def markdown(data: dict[str, Any]) -> str:
         chosen = sorted((c for c in components if c["kind"] == kind), key=lambda c: c["name"])
         if not chosen:
             continue
-        lines += ["", f"## {kind.capitalize()}s"]
+        lines += ["", f"## {PLURAL.get(kind, kind + 's').capitalize()}"]
         for comp in chosen:
             lines += ["", f"### `{comp['name']}`", "", comp["summary"] + ".", ""]
             facts = [f"plugin `{comp['plugin']}`"]

@@ -49,6 +49,7 @@ FLAGS = {
     "cuda_graph": "--cuda-graph",
     "channels_last": "--channels-last",
     "fused_adam": "--fused-adam",
+    "cudnn_benchmark": "--cudnn-benchmark",
 }
 COMPONENT_HELP = "NAME or NAME:key=value,... (see 'ganforge plugins')"
 
@@ -151,6 +152,10 @@ def run(
     fused_adam: Annotated[
         bool | None, typer.Option("--fused-adam/--no-fused-adam", help="Fused Adam on CUDA. [default: on]")
     ] = None,
+    cudnn_benchmark: Annotated[
+        bool | None,
+        typer.Option("--cudnn-benchmark/--no-cudnn-benchmark", help="cuDNN autotuning on CUDA. [default: on]"),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="A JSON or TOML file of settings; flags override it.")
     ] = None,
@@ -185,6 +190,7 @@ def run(
         "cuda_graph": cuda_graph,
         "channels_last": channels_last,
         "fused_adam": fused_adam,
+        "cudnn_benchmark": cudnn_benchmark,
     }
     given = {key: value for key, value in given.items() if value is not None}
     with _user_errors():

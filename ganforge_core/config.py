@@ -88,6 +88,7 @@ class RunConfig(BaseModel):
     )
     channels_last: bool = Field(True, description="on CUDA, keep image batches and conv weights channels-last")
     fused_adam: bool = Field(True, description="on CUDA, use the fused Adam implementation")
+    cudnn_benchmark: bool = Field(True, description="on CUDA, let cuDNN time its convolution algorithms")
 
     @field_validator("device")
     @classmethod

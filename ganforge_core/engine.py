@@ -64,8 +64,13 @@ class Engine:
         # first failure). Updated inside the step, read by the caller when it syncs anyway.
         self._steps_run = torch.zeros((), dtype=torch.int64, device=self.device)
         self._first_failure = torch.full((2,), -1, dtype=torch.int64, device=self.device)
+        # Running sums of the step statistics, on the device and inside the graph.
+        self._sums: dict[str, Tensor] = {}
+        self._summed_steps = 0
+        self._lr_factor: float | None = None
         self._eager_steps = 0
         self._graph: torch.cuda.CUDAGraph | None = None
+        self._side_stream: torch.cuda.Stream | None = None
         self._static_reals: list[Batch] = []
         self._static_stats: dict[str, Tensor] = {}
 
@@ -75,22 +80,22 @@ class Engine:
         """Run ``d_steps`` D phases and one G phase; ``step`` counts completed G steps.
 
         The returned tensors are valid until the next call (a replayed graph
-        writes its outputs in place): accumulate them, don't keep them.
+        writes its outputs in place); :meth:`read_stats` gives their running means.
         """
         self._set_learning_rates(step)
-        reals = [self.batches.draw() for _ in range(self.schedule.d_steps)]
+        self._summed_steps += 1
         if self._graph is not None:
-            for static, real in zip(self._static_reals, reals, strict=True):
-                for buffer, fresh in zip(static, real, strict=True):
-                    if buffer is not None:
-                        buffer.copy_(fresh)
+            for static in self._static_reals:
+                self.batches.draw(out=static)  # straight into the graph's inputs
             self._graph.replay()
             return self._static_stats
+        reals = [self.batches.draw() for _ in range(self.schedule.d_steps)]
         if self.cuda_graph and self._eager_steps >= GRAPH_WARMUP:
             return self._capture(reals, step)
         self._eager_steps += 1
         if self.cuda_graph:  # warm-up on a side stream, as CUDA graph capture requires
-            side = torch.cuda.Stream()
+            # One stream for all warm-up steps: cuBLAS keeps a workspace per stream.
+            side = self._side_stream = self._side_stream or torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 stats = self._run_phases(reals, step)
@@ -107,7 +112,24 @@ class Engine:
         stats.update(self.g_phase(last_real, step, last_labels))
         self._watch(stats["loss/g"], phase=1)
         self._steps_run.add_(1)
+        for key, value in stats.items():
+            total = self._sums.get(key)
+            if total is None:  # first (eager) step: a capture only ever adds in place
+                self._sums[key] = value.detach().float().clone()
+            else:
+                total.add_(value.detach())
         return stats
+
+    def read_stats(self) -> dict[str, float]:
+        """Mean of each statistic over the steps since the last call (one host sync)."""
+        if not self._sums or not self._summed_steps:
+            return {}
+        keys = list(self._sums)
+        means = torch.stack([self._sums[k] for k in keys]).div(self._summed_steps).tolist()
+        for total in self._sums.values():
+            total.zero_()
+        self._summed_steps = 0
+        return dict(zip(keys, means, strict=True))
 
     def _watch(self, loss: Tensor, phase: int) -> None:
         first_seen = ~torch.isfinite(loss) & (self._first_failure[0] < 0)
@@ -121,7 +143,7 @@ class Engine:
 
     def _capture(self, reals: list[Batch], step: int) -> dict[str, Tensor]:
         self._static_reals = [
-            (real.clone(), None if labels is None else labels.clone()) for real, labels in reals
+            Batch(real.clone(), None if labels is None else labels.clone()) for real, labels in reals
         ]
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
@@ -222,6 +244,9 @@ class Engine:
 
     def _set_learning_rates(self, step: int) -> None:
         factor = self.schedule.lr_multiplier(step, self.total_steps)
+        if factor == self._lr_factor:
+            return
+        self._lr_factor = factor
         for opt in (self.opt_g, self.opt_d):
             for group, base in zip(opt.param_groups, self._base_lr[id(opt)], strict=True):
                 if isinstance(group["lr"], Tensor):  # capturable optimizers read lr on the device

@@ -23,6 +23,7 @@ class FastPath:
     channels_last: bool
     fused_adam: bool
     cuda_graph: bool
+    cudnn_benchmark: bool = False
     graph_blocker: str = ""
 
     def describe(self) -> str:
@@ -33,6 +34,7 @@ class FastPath:
                 ("channels-last", self.channels_last),
                 ("fused Adam", self.fused_adam),
                 ("CUDA graph", self.cuda_graph),
+                ("cuDNN autotuning", self.cudnn_benchmark),
             )
             if enabled
         ]
@@ -52,6 +54,7 @@ def choose_fast_path(plan: Plan, device: torch.device, data_dims: int) -> FastPa
         channels_last=cuda and config.channels_last and data_dims == 4,
         fused_adam=cuda and config.fused_adam,
         cuda_graph=cuda and config.cuda_graph and not blockers,
+        cudnn_benchmark=cuda and config.cudnn_benchmark,
         graph_blocker=blocker,
     )
 

@@ -86,6 +86,8 @@ class Run:
             generator = reg.wrap_generator(generator)
             discriminator = reg.wrap_discriminator(discriminator)
         self.fast = choose_fast_path(plan, self.device, self.dataset.samples.dim())
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = self.fast.cudnn_benchmark
         layout = torch.channels_last if self.fast.channels_last else torch.contiguous_format
         self.generator = generator.to(self.device, memory_format=layout)
         self.discriminator = discriminator.to(self.device, memory_format=layout)

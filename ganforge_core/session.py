@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from ganforge_core import checkpoint as ckpt
 from ganforge_core.components import Dataset
@@ -151,33 +151,31 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
         view.message(f"skipped a checkpoint: {note}")
     view.message(f"training on {run.device}; {run.fast.describe()}")
     hook.ganforge_train_start(run=context)
-    sums: dict[str, Tensor] = {}
     counted, window_start = 0, time.perf_counter()
     checkpoint: Path | None = None
     try:
         with _stop_on_signals() as stop:
             while run.step < config.steps and not stop:
-                stats = run.engine.step(run.step)
+                run.engine.step(run.step)
                 run.step += 1
-                for key, value in stats.items():
-                    sums[key] = sums[key] + value if key in sums else value.to(torch.float32, copy=True)
                 counted += 1
                 if run.step % check_every == 0 or run.step == config.steps:
                     _check_finite(run, start_step)
                 if run.step % config.log_every == 0 or run.step == config.steps:
-                    averaged = _read(sums, counted)
+                    averaged = run.engine.read_stats()
                     elapsed = time.perf_counter() - window_start
                     averaged["img/s"] = counted * run.engine.schedule.d_steps * config.batch_size / elapsed
                     log.write({"step": run.step, **averaged})
                     view.update(run.step, averaged)
                     hook.ganforge_step_end(run=context, step=run.step, stats=averaged)
-                    sums, counted, window_start = {}, 0, time.perf_counter()
+                    counted, window_start = 0, time.perf_counter()
                 if config.sample_every and run.step % config.sample_every == 0:
                     run.save_samples(f"samples-{run.step:08d}.png")
                 if config.checkpoint_every and run.step % config.checkpoint_every == 0:
                     checkpoint = _checkpoint(run, context)
             if stop:
                 checkpoint = _checkpoint(run, context)
+                hook.ganforge_train_end(run=context, step=run.step, results={})
                 signum = stop["signal"]
                 name = signal.Signals(signum).name
                 raise Interrupted(
@@ -220,14 +218,6 @@ def _checkpoint(run: Run, context: RunContext) -> Path:
     path = run.save_checkpoint()
     run.plugins.hook.ganforge_checkpoint_saved(run=context, step=run.step, path=path)
     return path
-
-
-def _read(sums: dict[str, Tensor], count: int) -> dict[str, float]:
-    if not sums:
-        return {}
-    keys = list(sums)
-    values = torch.stack([sums[k] for k in keys]).div(count).tolist()  # one host sync
-    return dict(zip(keys, values, strict=True))
 
 
 def _check_weights(run: Run) -> None:
