@@ -63,9 +63,11 @@ def load_safe(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "GLOBAL" not in str(exc):  # not a refused object: bytes that are no pickle at all
+            raise CheckpointError(f"{path} is truncated or corrupt (not a torch checkpoint)") from None
         raise CheckpointError(
-            f"refused to load {path}: it holds objects other than tensors and plain data ({first})"
+            f"refused to load {path}: it holds objects other than tensors and plain data "
+            f"({_refused_global(str(exc))}); it was not unpickled"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__})") from None
@@ -78,26 +80,53 @@ def load_safe(path: Path) -> dict[str, Any]:
     return state
 
 
+def _refused_global(message: str) -> str:
+    """The line of torch's refusal that names the blocked object (its first line is advice)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    return (named or lines or ["unsupported object"])[0]
+
+
+def step_of(path: Path) -> int | None:
+    match = NAME.match(path.name)
+    return int(match.group(1)) if match else None
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Checkpoints in ``run_dir``, oldest first."""
     found = [(int(m.group(1)), p) for p in run_dir.glob("checkpoint-*.pt") if (m := NAME.match(p.name))]
     return [p for _, p in sorted(found)]
 
 
-def latest_loadable(run_dir: Path) -> tuple[Path, dict[str, Any], list[str]]:
-    """The newest checkpoint that loads, and a note for each newer one that did not."""
+def latest_loadable(run_dir: Path) -> tuple[Path, dict[str, Any], list[tuple[Path, str]]]:
+    """The newest checkpoint that loads, and (path, reason) for each newer one that did not."""
     if not run_dir.is_dir():
         raise CheckpointError(f"no run directory at {run_dir}")
-    skipped: list[str] = []
+    skipped: list[tuple[Path, str]] = []
     for path in reversed(list_checkpoints(run_dir)):
         try:
             return path, load_safe(path), skipped
         except CheckpointError as exc:
-            skipped.append(str(exc))
-    detail = f" ({skipped[0]})" if skipped else ""
+            skipped.append((path, str(exc)))
+    detail = f" ({skipped[0][1]})" if skipped else ""
     raise CheckpointError(f"no loadable checkpoint in {run_dir}{detail}")
 
 
-def prune(run_dir: Path, keep: int) -> None:
-    for path in list_checkpoints(run_dir)[:-keep]:
+def set_aside(path: Path) -> Path:
+    """Rename an unloadable checkpoint so it is kept for inspection but never resumed or counted."""
+    target = path.with_name(path.name + ".unloadable")
+    os.replace(path, target)
+    return target
+
+
+def remove_stale_temporaries(run_dir: Path) -> None:
+    """Temporary files of writes that a crash (kill -9) interrupted."""
+    for path in run_dir.glob(".checkpoint-*.pt.*.tmp"):
+        path.unlink(missing_ok=True)
+
+
+def prune(run_dir: Path, keep: int, newest: int) -> None:
+    """Keep the ``keep`` newest checkpoints up to step ``newest`` (the one just written)."""
+    older = [p for p in list_checkpoints(run_dir) if (step_of(p) or 0) <= newest]
+    for path in older[:-keep]:
         path.unlink(missing_ok=True)

@@ -70,6 +70,9 @@ def _user_errors() -> Iterator[None]:
         raise _fail(str(exc), exc.exit_code) from None
     except ValidationError as exc:
         raise _fail(_explain_validation(exc)) from None
+    except OSError as exc:  # a full disk, a read-only directory: the environment, not a bug
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise _fail(f"{exc.strerror or exc}{where}", 1) from None
 
 
 def _explain_validation(exc: Any) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -34,6 +34,7 @@ REGISTER_HOOKS = {
     "metric": "ganforge_register_metrics",
 }
 assert set(REGISTER_HOOKS) == set(KINDS)
+PER_PLUGIN = {"register"}  # hook arguments built for each plugin by call_each
 
 
 def _allowed() -> set[str] | None:
@@ -89,19 +90,41 @@ class Plugins:
         except (pluggy.PluginValidationError, ValueError) as exc:
             self.problems.append(PluginProblem(name, f"invalid hook implementation: {exc}"))
 
+    def call_each(
+        self,
+        hook_name: str,
+        on_error: Callable[[str, Exception], None],
+        skip: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        """Call each plugin's implementation of a hook in turn, in registration order.
+
+        Unlike ``manager.hook.NAME(...)``, one implementation that raises does not
+        stop the others: ``on_error(plugin_name, exception)`` hears of it instead.
+        A value in ``kwargs`` may be a callable taking the plugin's name, for
+        arguments made per plugin (the register callbacks). Plugins named in
+        ``skip`` are not called.
+        """
+        skipped = set(skip)
+        for impl in reversed(getattr(self.manager.hook, hook_name).get_hookimpls()):
+            if impl.plugin_name in skipped:
+                continue
+            args = {k: v(impl.plugin_name) if k in PER_PLUGIN else v for k, v in kwargs.items()}
+            try:
+                impl.function(*(args[name] for name in impl.argnames))
+            except Exception as exc:  # noqa: BLE001 - a plugin's failure is reported, not fatal
+                on_error(impl.plugin_name, exc)
+
     def _collect(self) -> Registry:
         registry = Registry()
         for kind, hook_name in REGISTER_HOOKS.items():
-            caller = getattr(self.manager.hook, hook_name)
-            # Each implementation gets its own register callback, so the registry
-            # knows which plugin provided what and a failing plugin stays isolated.
-            for impl in reversed(caller.get_hookimpls()):
-                try:
-                    impl.function(register=registry.registrar(kind, impl.plugin_name))
-                except Exception as exc:  # noqa: BLE001
-                    registry.problems.append(
-                        PluginProblem(impl.plugin_name, f"{hook_name} raised {exc!r}")
-                    )
+
+            def report(plugin: str, exc: Exception, hook_name: str = hook_name) -> None:
+                registry.problems.append(PluginProblem(plugin, f"{hook_name} raised {exc!r}"))
+
+            # Each plugin gets its own register callback, so the registry knows
+            # which plugin provided what.
+            self.call_each(hook_name, report, register=functools.partial(registry.registrar, kind))
         registry.problems[:0] = self.problems
         registry.plugins = [name for name, _ in self.manager.list_name_plugin()]
         return registry

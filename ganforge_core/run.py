@@ -167,8 +167,9 @@ class Run:
                 reg.load_state_dict(state["regularizers"].get(name, {}))
             self.engine.batches.load_state_dict(state["batches"])
         except (KeyError, RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise CheckpointError(f"{source} does not fit this run's networks: {first}") from None
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
+            # torch's first line names the module; the second names the first mismatch.
+            raise CheckpointError(f"{source} does not fit this run's networks: {' '.join(lines[:2])}") from None
         rng = state["rng"]
         random.setstate(_as_python_state(rng["python"]))
         np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:]))
@@ -180,7 +181,7 @@ class Run:
     def save_checkpoint(self) -> Path:
         path = ckpt.checkpoint_path(self.run_dir, self.step)
         ckpt.save_atomic(self.state_dict(), path)
-        ckpt.prune(self.run_dir, self.plan.config.keep_checkpoints)
+        ckpt.prune(self.run_dir, self.plan.config.keep_checkpoints, newest=self.step)
         return path
 
     # -- sampling ----------------------------------------------------------------

@@ -25,7 +25,7 @@ from torch import nn
 from ganforge_core import checkpoint as ckpt
 from ganforge_core.components import Dataset
 from ganforge_core.config import Plan, RunConfig, resolve
-from ganforge_core.errors import ConfigError, GanforgeError, TrainingDiverged
+from ganforge_core.errors import CheckpointError, ConfigError, GanforgeError, TrainingDiverged
 from ganforge_core.plugins import Plugins, get_plugins
 from ganforge_core.reporting import MetricsLog, ProgressView
 from ganforge_core.run import Run
@@ -108,7 +108,9 @@ def train(
     plugins = plugins or get_plugins()
     notes: list[str] = []
     if resume is not None:
-        path, state, notes = ckpt.latest_loadable(resume)
+        path, state, skipped = ckpt.latest_loadable(resume)
+        for bad, reason in skipped:
+            notes.append(f"set aside {ckpt.set_aside(bad).name}: {reason}")
         saved = json.loads(state["config"])
         config = RunConfig.model_validate({**saved, **(overrides or {}), "out": str(resume)})
     elif config is None:
@@ -118,6 +120,7 @@ def train(
     if resume is None and run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory {run_dir} is not empty; choose another --out or --resume it")
     run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.remove_stale_temporaries(run_dir)
     plan = Plan(**{**plan.__dict__, "config": plan.config.model_copy(update={"out": run_dir})})
     run = Run(plan, plugins, run_dir)
     if resume is not None:
@@ -129,9 +132,24 @@ def train(
     return _loop(run, live=live, quiet=quiet, notes=notes)
 
 
+class Observers:
+    """The lifecycle hooks of one run. A plugin whose hook raises is reported once and
+    skipped from then on: an observer's bug must not cost the run."""
+
+    def __init__(self, plugins: Plugins, warn: Callable[[str], None]) -> None:
+        self.plugins, self.warn = plugins, warn
+        self.failed: set[str] = set()
+
+    def __call__(self, hook_name: str, **kwargs: Any) -> None:
+        def report(plugin: str, exc: Exception) -> None:
+            self.failed.add(plugin)
+            self.warn(f"plugin '{plugin}': {hook_name} raised {exc!r}; its hooks are skipped from now on")
+
+        self.plugins.call_each(hook_name, report, skip=self.failed, **kwargs)
+
+
 def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunResult:
     config = run.plan.config
-    hook = run.plugins.hook
     context = RunContext(
         config, run.run_dir, run.device, run.step, run.generator, run.discriminator, run.dataset
     )
@@ -147,10 +165,11 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
         log.write({"step": run.step, "event": "warning", "message": text})
 
     context.warn = warn
+    notify = Observers(run.plugins, warn)
     for note in notes:
-        view.message(f"skipped a checkpoint: {note}")
+        view.message(f"warning: {note}")
     view.message(f"training on {run.device}; {run.fast.describe()}")
-    hook.ganforge_train_start(run=context)
+    notify("ganforge_train_start", run=context)
     counted, window_start = 0, time.perf_counter()
     checkpoint: Path | None = None
     try:
@@ -167,15 +186,15 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
                     averaged["img/s"] = counted * run.engine.schedule.d_steps * config.batch_size / elapsed
                     log.write({"step": run.step, **averaged})
                     view.update(run.step, averaged)
-                    hook.ganforge_step_end(run=context, step=run.step, stats=averaged)
+                    notify("ganforge_step_end", run=context, step=run.step, stats=averaged)
                     counted, window_start = 0, time.perf_counter()
                 if config.sample_every and run.step % config.sample_every == 0:
                     run.save_samples(f"samples-{run.step:08d}.png")
                 if config.checkpoint_every and run.step % config.checkpoint_every == 0:
-                    checkpoint = _checkpoint(run, context)
+                    checkpoint = _checkpoint(run, context, notify)
             if stop:
-                checkpoint = _checkpoint(run, context)
-                hook.ganforge_train_end(run=context, step=run.step, results={})
+                checkpoint = _checkpoint(run, context, notify)
+                notify("ganforge_train_end", run=context, step=run.step, results={})
                 signum = stop["signal"]
                 name = signal.Signals(signum).name
                 raise Interrupted(
@@ -184,13 +203,13 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
                     exit_code=128 + signum,
                 )
         if checkpoint is None or checkpoint != ckpt.checkpoint_path(run.run_dir, run.step):
-            checkpoint = _checkpoint(run, context)
+            checkpoint = _checkpoint(run, context, notify)
         samples = run.save_samples("samples.png")
         results = run.evaluate()
         if results:
             log.write({"step": run.step, "event": "eval", **results})
             (run.run_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-        hook.ganforge_train_end(run=context, step=run.step, results=results)
+        notify("ganforge_train_end", run=context, step=run.step, results=results)
         return RunResult(run.run_dir, run.step, results, checkpoint, samples)
     finally:
         view.close()
@@ -212,11 +231,19 @@ def _record_step(line: str) -> float:
         return float("inf")  # a line torn by a crash: drop it
 
 
-def _checkpoint(run: Run, context: RunContext) -> Path:
+def _checkpoint(run: Run, context: RunContext, notify: Observers) -> Path:
     _check_finite(run, context.start_step)
     _check_weights(run)
-    path = run.save_checkpoint()
-    run.plugins.hook.ganforge_checkpoint_saved(run=context, step=run.step, path=path)
+    try:
+        path = run.save_checkpoint()
+    except OSError as exc:
+        kept = ckpt.list_checkpoints(run.run_dir)
+        where = f"the last good checkpoint {kept[-1]} is intact" if kept else "no checkpoint was kept"
+        raise CheckpointError(
+            f"cannot write the checkpoint of step {run.step} in {run.run_dir}: "
+            f"{exc.strerror or exc}; {where}"
+        ) from None
+    notify("ganforge_checkpoint_saved", run=context, step=run.step, path=path)
     return path
 
 

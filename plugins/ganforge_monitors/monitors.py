@@ -16,6 +16,7 @@ its train/eval flag is restored afterwards.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,9 @@ class Settings:
     d_wins_loss: float = 0.05
     """``loss/d`` below this counts as D winning (losses that are not Wasserstein)."""
     d_wins_intervals: int = 10
-    """Consecutive intervals of D winning, with ``loss/g`` rising, before a warning."""
+    """The window of logged intervals judged for D winning."""
+    d_wins_share: float = 0.8
+    """Share of the window in which D must be winning (``loss/d`` is noisy), while ``loss/g`` rose."""
     frozen_rtol: float = 1e-7
     """Relative change of ``loss/d`` and ``loss/g`` below which an interval counts as frozen."""
     frozen_intervals: int = 20
@@ -51,8 +54,7 @@ class State:
     check_d_wins: bool = True
     warned: set[str] = field(default_factory=set)
     intervals: int = 0
-    d_wins_streak: int = 0
-    d_wins_since: tuple[int, float] = (0, 0.0)  # (step, loss/g) where the streak began
+    recent: deque[tuple[int, float, float]] = field(default_factory=deque)  # (step, loss/d, loss/g)
     frozen_streak: int = 0
     frozen_since: int = 0
     last: tuple[float, float] | None = None
@@ -74,23 +76,26 @@ def start(run: Any, settings: Settings) -> State:
 def observe(run: Any, step: int, stats: dict[str, float], settings: Settings) -> None:
     """Run every check on one logged interval; a check that fails turns monitoring off, with a note."""
     state = run.extra.get(KEY)
-    if not isinstance(state, State):
-        state = start(run, settings)
-    if state.stopped:
+    if isinstance(state, State) and state.stopped:
         return
     try:
+        if not isinstance(state, State):  # train_start was not seen (a hook called on its own)
+            state = start(run, settings)
         state.intervals += 1
         d, g = stats.get("loss/d"), stats.get("loss/g")
         if d is not None and g is not None and math.isfinite(d) and math.isfinite(g):
             _d_wins(run, state, step, d, g)
             _frozen(run, state, step, d, g)
         else:
-            state.d_wins_streak = state.frozen_streak = 0
+            state.recent.clear()
+            state.frozen_streak = 0
             state.last = None
         every = max(1, state.settings.sample_every)
         if "collapse" not in state.warned and (state.intervals == 1 or state.intervals % every == 0):
             _collapse(run, state, step)
     except Exception as exc:  # noqa: BLE001 - a monitor must never end a run
+        if not isinstance(state, State):
+            state = run.extra[KEY] = State(settings=settings)
         state.stopped = True
         run.warn(f"monitors: a check failed at step {step} ({exc!r}); health monitoring is off for this run")
 
@@ -102,21 +107,25 @@ def _d_wins(run: Any, state: State, step: int, d: float, g: float) -> None:
     s = state.settings
     if not state.check_d_wins or "d-wins" in state.warned:
         return
-    if d >= s.d_wins_loss:
-        state.d_wins_streak = 0
+    window = max(2, s.d_wins_intervals)
+    state.recent.append((step, d, g))
+    while len(state.recent) > window:
+        state.recent.popleft()
+    if len(state.recent) < window:
         return
-    if state.d_wins_streak == 0:
-        state.d_wins_since = (step, g)
-    state.d_wins_streak += 1
-    since, g_then = state.d_wins_since
-    if state.d_wins_streak >= s.d_wins_intervals and g > g_then:
+    winning = sum(1 for _, loss_d, _ in state.recent if loss_d < s.d_wins_loss)
+    g_values = [loss_g for _, _, loss_g in state.recent]
+    half = window // 2
+    early, late = sum(g_values[:half]) / half, sum(g_values[-half:]) / half
+    if winning >= s.d_wins_share * window and late > early:
+        since = state.recent[0][0]
         _warn(
             run,
             state,
             "d-wins",
-            f"D is winning: loss/d has stayed below {s.d_wins_loss:g} for {state.d_wins_streak} logged "
-            f"intervals (steps {since}-{step}) while loss/g rose from {g_then:.3g} to {g:.3g}, so G gets "
-            "little useful gradient. Try: lower --lr-d or raise --lr-g, --reg instance-noise or "
+            f"D is winning: loss/d was below {s.d_wins_loss:g} in {winning} of the last {window} logged "
+            f"intervals (steps {since}-{step}) while loss/g rose from {early:.3g} to {late:.3g} on average, "
+            "so G gets little useful gradient. Try: lower --lr-d or raise --lr-g, --reg instance-noise or "
             "--reg label-smoothing, --reg spectral-norm, or a smaller discriminator",
         )
 
@@ -180,11 +189,17 @@ def sample_spread(run: Any, n: int) -> float:
     device = getattr(run, "device", torch.device("cpu"))
     devices = [device] if device.type == "cuda" else []
     was_training = generator.training
+    conditional = bool(getattr(getattr(run, "config", None), "conditional", False))
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         generator.eval()
         try:
             latents = torch.randn(n, int(generator.z_dim), device=device)
-            samples = generator(latents).float().flatten(1)
+            if conditional:  # G(z, labels): spread within random classes still shows collapse
+                labels = torch.randint(int(run.dataset.num_classes), (n,), device=device)
+                samples = generator(latents, labels)
+            else:
+                samples = generator(latents)
+            samples = samples.float().flatten(1)
         finally:
             generator.train(was_training)
     return float(samples.std(dim=0).mean().item())
