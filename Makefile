@@ -15,11 +15,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/ganforge run $(ARGS)
 
+# pytest, not python -m pytest: the latter puts the repo root on sys.path, where a
+# stale ganforge.egg-info from an editable build can shadow the installed entry points.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/pytest $(ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+	$(BIN)/pytest -m "not slow" $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs .pytest_cache .hypothesis
