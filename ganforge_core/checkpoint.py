@@ -24,6 +24,9 @@ from ganforge_core.errors import CheckpointError
 FORMAT = "ganforge-checkpoint"
 FORMAT_VERSION = 1
 NAME = re.compile(r"^checkpoint-(\d+)\.pt$")
+REQUIRED = frozenset(
+    {"step", "config", "generator", "discriminator", "opt_g", "opt_d", "regularizers", "batches", "rng"}
+)
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
@@ -69,10 +72,14 @@ def load_safe(path: Path) -> dict[str, Any]:
             f"refused to load {path}: it holds objects other than tensors and plain data "
             f"({_refused_global(str(exc))}); it was not unpickled"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        # torch's unpickler meets junk in many ways; each means the same to the user.
         raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a ganforge checkpoint")
+    missing = sorted(REQUIRED - state.keys())
+    if missing:
+        raise CheckpointError(f"{path} is incomplete: it lacks {', '.join(missing)}")
     if state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has checkpoint format {state.get('format_version')}; this ganforge reads {FORMAT_VERSION}"

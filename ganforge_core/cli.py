@@ -100,6 +100,8 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise _fail(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise _fail(f"config file {path} is not UTF-8 text") from None
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)

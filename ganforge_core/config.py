@@ -8,6 +8,7 @@ filled in: written to the run directory, it reruns the same run.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -70,10 +71,10 @@ class RunConfig(BaseModel):
     )
     steps: int = Field(1500, ge=1, description="G steps (each after the schedule's D steps)")
     batch_size: int = Field(64, ge=1, description="real samples per D step")
-    lr_g: float | None = Field(None, gt=0, description="G learning rate; default: the loss's")
-    lr_d: float | None = Field(None, gt=0, description="D learning rate; default: the loss's")
+    lr_g: float | None = Field(None, gt=0, allow_inf_nan=False, description="G learning rate; default: the loss's")
+    lr_d: float | None = Field(None, gt=0, allow_inf_nan=False, description="D learning rate; default: the loss's")
     betas: tuple[float, float] | None = Field(None, description="Adam betas; default: the loss's")
-    seed: int = Field(0, ge=0, description="seed of every random number generator")
+    seed: int = Field(0, ge=0, lt=2**32, description="seed of every random number generator (32-bit)")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     out: Path | None = Field(None, description="run directory; default: runs/<time>-<gen>-<loss>-<data>")
     log_every: int = Field(50, ge=1, description="steps between logged statistics")
@@ -160,6 +161,11 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
     context = ResolveContext(
         loss.traits, dataset.traits, recommendation, batch_size=config.batch_size, conditional=config.conditional
     )
+    regularizers = tuple(_choose(registry, "regularizer", c, context) for c in config.regularizers)
+    # Networks may adapt to the regularizers (a critic without BatchNorm under r1, say).
+    context = dataclasses.replace(
+        context, regularizer_traits=frozenset().union(*(r.traits for r in regularizers))
+    )
     generator = _choose(registry, "generator", config.generator, context)
     disc_choice = config.discriminator or Choice(name=config.generator.name)
     if config.discriminator is None and config.generator.name not in registry.names("discriminator"):
@@ -170,7 +176,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
     plan_parts = {
         "generator": generator,
         "discriminator": _choose(registry, "discriminator", disc_choice, context),
-        "regularizers": tuple(_choose(registry, "regularizer", c, context) for c in config.regularizers),
+        "regularizers": regularizers,
         "scheduler": _choose_schedule(registry, config.scheduler, context),
         "metrics": _choose_metrics(registry, config.metrics, dataset, context),
     }

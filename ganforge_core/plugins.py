@@ -106,7 +106,9 @@ class Plugins:
         ``skip`` are not called.
         """
         skipped = set(skip)
-        for impl in reversed(getattr(self.manager.hook, hook_name).get_hookimpls()):
+        # get_hookimpls() lists implementations in registration order (pluggy calls them
+        # in reverse); registration order is what makes the first of two clashing names win.
+        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
             if impl.plugin_name in skipped:
                 continue
             args = {k: v(impl.plugin_name) if k in PER_PLUGIN else v for k, v in kwargs.items()}

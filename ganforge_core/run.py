@@ -302,7 +302,10 @@ def load_run(source: Path, plugins: Plugins, device: str = "auto") -> Run:
         path, state, _ = ckpt.latest_loadable(source)
     else:
         path, state = source, ckpt.load_safe(source)
-    config = RunConfig.model_validate({**json.loads(state["config"]), "device": device})
+    try:
+        config = RunConfig.model_validate({**json.loads(state["config"]), "device": device})
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path} holds no valid run configuration") from None
     run = Run(resolve(config, plugins.registry), plugins, path.parent)
     run.load_state_dict(state, path)
     return run

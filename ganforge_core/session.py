@@ -111,12 +111,13 @@ def train(
         path, state, skipped = ckpt.latest_loadable(resume)
         for bad, reason in skipped:
             notes.append(f"set aside {ckpt.set_aside(bad).name}: {reason}")
-        saved = json.loads(state["config"])
-        config = RunConfig.model_validate({**saved, **(overrides or {}), "out": str(resume)})
+        config = _saved_config(path, state["config"], {**(overrides or {}), "out": str(resume)})
     elif config is None:
         raise ConfigError("nothing to train: give a configuration or a run directory to resume")
     plan = resolve(config, plugins.registry)
     run_dir = plan.config.out or default_run_dir(plan.config)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is a file; give a directory")
     if resume is None and run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory {run_dir} is not empty; choose another --out or --resume it")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -214,6 +215,15 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
     finally:
         view.close()
         log.close()
+
+
+def _saved_config(path: Path, text: Any, changes: dict[str, Any]) -> RunConfig:
+    """The configuration stored in a checkpoint, with the allowed changes applied."""
+    try:
+        return RunConfig.model_validate({**json.loads(text), **changes})
+    except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} holds no valid run configuration ({first})") from None
 
 
 def _forget_records_after(path: Path, step: int) -> None:

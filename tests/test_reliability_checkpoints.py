@@ -33,7 +33,9 @@ __all__ = ["one_cpu_thread"]  # the autouse fixture, imported so it applies here
 
 
 def small_state(step: int) -> dict[str, Any]:
-    return {"format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION, "step": step, "w": torch.randn(4096)}
+    """A complete checkpoint in form (every field load_safe requires), small in size."""
+    fields: dict[str, Any] = dict.fromkeys(ckpt.REQUIRED, {})
+    return {**fields, "format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION, "step": step, "w": torch.randn(4096)}
 
 
 def temporaries(directory: Path) -> list[Path]:
