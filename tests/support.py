@@ -1,0 +1,160 @@
+"""Shared helpers for the test suite: small options, compatible datasets, cached data.
+
+Everything here is generic over the registry, so a newly registered plugin is
+covered without editing the tests: small option values are applied only to
+fields a component actually has, and only when they validate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ganforge_core import Component, ConfigError, Dataset, Registry, RunConfig, get_registry, resolve
+from ganforge_core.config import Plan
+
+# Values that keep networks, datasets and metrics tiny, keyed by option name.
+# ``size=16`` keeps DCGAN's normalised inner layer (16 -> 8 -> 4) while staying small.
+SMALL_VALUES: Mapping[str, Any] = {
+    "hidden": 8,
+    "depth": 1,
+    "width": 4,
+    "z_dim": 4,
+    "pieces": 2,
+    "n": 256,
+    "size": 16,
+    "samples": 256,
+}
+
+
+def component_id(component: Component) -> str:
+    return f"{component.kind}:{component.name}"
+
+
+def small_options(component: Component, **extra: Any) -> dict[str, Any]:
+    """The SMALL_VALUES (plus ``extra``) this component has as fields and accepts."""
+    fields = component.options.model_fields
+    wanted = {k: v for k, v in {**SMALL_VALUES, **extra}.items() if k in fields}
+    try:
+        component.validate(wanted)
+        return wanted
+    except ConfigError:
+        pass
+    accepted: dict[str, Any] = {}
+    for key, value in wanted.items():
+        try:
+            component.validate({**accepted, key: value})
+        except ConfigError:
+            continue
+        accepted[key] = value
+    return accepted
+
+
+def choice(component: Component, **extra: Any) -> dict[str, Any]:
+    """A ``Choice``-shaped dict for this component with small options."""
+    return {"name": component.name, "options": small_options(component, **extra)}
+
+
+def default_traits(component: Component) -> frozenset[str]:
+    return component.traits(component.validate({}))
+
+
+def datasets_supporting(component: Component, registry: Registry | None = None) -> list[Component]:
+    """Registered datasets whose traits meet the component's ``requires``."""
+    registry = registry or get_registry()
+    return [d for d in registry.all("dataset") if component.requires <= default_traits(d)]
+
+
+def build_context(data_shape: tuple[int, ...] = (), **fields: Any) -> Any:
+    import torch
+
+    from ganforge_core import BuildContext
+
+    values: dict[str, Any] = {
+        "data_shape": data_shape,
+        "d_input_shape": data_shape,
+        "num_classes": 0,
+        "total_steps": 10,
+        "batch_size": 8,
+        "device": torch.device("cpu"),
+        "seed": 0,
+    }
+    values.update(fields)
+    # Fields this version of BuildContext does not have are left out (the contract grows).
+    known = BuildContext.__dataclass_fields__
+    return BuildContext(**{k: v for k, v in values.items() if k in known})
+
+
+def _freeze(options: Mapping[str, Any]) -> str:
+    return json.dumps(dict(options), sort_keys=True, default=str)
+
+
+@functools.cache
+def _load(name: str, frozen_options: str) -> Dataset:
+    component = get_registry().get("dataset", name)
+    options = component.validate(json.loads(frozen_options))
+    return component.build(options, build_context())
+
+
+def load_dataset(component: Component) -> Dataset:
+    """The dataset built with small options, loaded once per test session."""
+    return _load(component.name, _freeze(small_options(component)))
+
+
+def caching_registry(registry: Registry | None = None) -> Registry:
+    """A copy of the registry whose datasets are built once per option set (MNIST takes ~1s)."""
+    registry = registry or get_registry()
+    copy = Registry()
+    for component in registry.all():
+        if component.kind == "dataset":
+            component = dataclasses.replace(component, factory=_cached_factory(component))
+        copy.add(component)
+    assert not copy.problems, copy.problems
+    copy.plugins = list(registry.plugins)
+    return copy
+
+
+def _cached_factory(component: Component) -> Any:
+    cache: dict[str, Dataset] = {}
+
+    def build(options: Any, ctx: Any) -> Dataset:
+        key = options.model_dump_json()
+        if key not in cache:
+            cache[key] = component.factory(options, ctx)
+        return cache[key]
+
+    return build
+
+
+def first_valid_plan(registry: Registry | None = None, **fixed: Any) -> Plan:
+    """Resolve the first combination of registered components that is valid with ``fixed``.
+
+    ``fixed`` holds RunConfig fields (e.g. ``scheduler=...``); generator, its
+    discriminator and the dataset are searched over the registry with small options.
+    """
+    registry = registry or get_registry()
+    problems = []
+    for dataset in registry.all("dataset"):
+        for generator in registry.all("generator"):
+            for discriminator in registry.all("discriminator"):
+                fields = {
+                    "generator": choice(generator),
+                    "discriminator": choice(discriminator),
+                    "dataset": choice(dataset),
+                    "device": "cpu",
+                    "steps": 4,
+                    "batch_size": 8,
+                    **fixed,
+                }
+                try:
+                    return resolve(RunConfig.model_validate(fields), registry)
+                except ConfigError as exc:
+                    problems.append(str(exc))
+    raise AssertionError(f"no valid combination with {fixed}: {problems[:3]}")
+
+
+def names(components: Iterable[Component]) -> list[str]:
+    return [c.name for c in components]

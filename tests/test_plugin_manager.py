@@ -1,0 +1,630 @@
+"""The plugin manager: third-party plugins, load problems, the allow-list, and every hook.
+
+Plugins here are registered through ``Plugins(extra=[(name, obj)])``, the same
+path entry points take after import; one test builds a real distribution on
+disk to check entry-point import failures. The last test is datasette's
+meta-test: every hook in ``ganforge_core.hookspecs`` has a ``test_hook_<name>``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from pydantic import BaseModel, Field
+from torch import nn
+
+from ganforge_core import (
+    Dataset,
+    Loss,
+    Metric,
+    NoOptions,
+    Options,
+    Recommendation,
+    Regularizer,
+    RunConfig,
+    Schedule,
+    ScheduleOptions,
+    get_registry,
+    hookimpl,
+    hookspecs,
+)
+from ganforge_core import checkpoint as ckpt
+from ganforge_core.plugins import ALLOW_LIST_VARIABLE, Plugins
+from ganforge_core.session import RunContext, train
+
+BUILTIN = get_registry()
+
+
+def problems_of(plugins: Plugins, plugin: str) -> list[str]:
+    return [p.reason for p in plugins.registry.problems if p.plugin == plugin]
+
+
+def all_names(plugins: Plugins) -> set[tuple[str, str]]:
+    return {(c.kind, c.name) for c in plugins.registry.all()}
+
+
+@pytest.fixture(autouse=True)
+def every_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ALLOW_LIST_VARIABLE, raising=False)
+
+
+# -- a complete third-party plugin: one component of every kind ------------------------
+
+
+class LineOptions(Options):
+    n: int = Field(256, ge=16, description="points on the line")
+
+
+class LinearGenerator(nn.Module):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.z_dim = 2
+        self.shape = shape
+        self.net = nn.Linear(2, math.prod(shape))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).reshape(-1, *self.shape)
+
+
+class LinearCritic(nn.Module):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), 8), nn.LeakyReLU(0.2), nn.Linear(8, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+class SoftplusLoss(Loss):
+    def d_loss(self, real_logits, fake_logits, ctx):
+        return nn.functional.softplus(-real_logits).mean() + nn.functional.softplus(fake_logits).mean()
+
+    def g_loss(self, fake_logits, ctx):
+        return nn.functional.softplus(-fake_logits).mean()
+
+
+class CountingRegularizer(Regularizer):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def after_g_step(self, generator, step):
+        self.count += 1
+
+    def state_dict(self):
+        return {"count": self.count}
+
+    def load_state_dict(self, state):
+        self.count = int(state.get("count", 0))
+
+
+class HalvingOptions(ScheduleOptions):
+    """Only ``d_steps``."""
+
+
+class HalvingSchedule(Schedule):
+    def lr_multiplier(self, step, total_steps):
+        return 1.0 if step < total_steps / 2 else 0.5
+
+
+class MeanMetric(Metric):
+    def compute(self, generate, dataset):
+        return {"mean-x": float(generate(64)[:, 0].mean())}
+
+
+def line(options: LineOptions, ctx) -> Dataset:
+    t = torch.linspace(-1, 1, options.n)
+    return Dataset(samples=torch.stack([t, t], dim=1))
+
+
+class ThirdParty:
+    """Registers ``tp-*`` components of every kind and records the register callbacks it got."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+
+    def _called(self, hook: str, register: Any) -> None:
+        assert callable(register)
+        self.calls[hook] = self.calls.get(hook, 0) + 1
+
+    @hookimpl
+    def ganforge_register_generators(self, register):
+        self._called("ganforge_register_generators", register)
+        register("tp-linear", lambda o, ctx: LinearGenerator(ctx.data_shape), summary="a linear map")
+
+    @hookimpl
+    def ganforge_register_discriminators(self, register):
+        self._called("ganforge_register_discriminators", register)
+        register(
+            "tp-linear",
+            lambda o, ctx: LinearCritic(ctx.d_input_shape or ctx.data_shape),
+            summary="a one-hidden-layer critic",
+        )
+
+    @hookimpl
+    def ganforge_register_losses(self, register):
+        self._called("ganforge_register_losses", register)
+        register(
+            "tp-softplus",
+            lambda o, ctx: SoftplusLoss(),
+            options=NoOptions,
+            summary="non-saturating loss written with softplus",
+            recommends=Recommendation(lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.9), d_steps=2),
+        )
+
+    @hookimpl
+    def ganforge_register_regularizers(self, register):
+        self._called("ganforge_register_regularizers", register)
+        register("tp-counter", lambda o, ctx: CountingRegularizer(), summary="counts G steps")
+
+    @hookimpl
+    def ganforge_register_schedulers(self, register):
+        self._called("ganforge_register_schedulers", register)
+        register(
+            "tp-halving",
+            lambda o, ctx: HalvingSchedule(o.d_steps),
+            options=HalvingOptions,
+            summary="halves the learning rates halfway",
+        )
+
+    @hookimpl
+    def ganforge_register_datasets(self, register):
+        self._called("ganforge_register_datasets", register)
+        register("tp-line", line, options=LineOptions, summary="points on y = x", traits={"vector"})
+
+    @hookimpl
+    def ganforge_register_metrics(self, register):
+        self._called("ganforge_register_metrics", register)
+        register("tp-mean", lambda o, ctx: MeanMetric(), summary="mean of x", requires={"vector"})
+
+
+class Recorder:
+    """Implements every lifecycle hook and records what each call saw, at the time of the call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def of(self, hook: str) -> list[dict[str, Any]]:
+        return [seen for name, seen in self.calls if name == hook]
+
+    @hookimpl
+    def ganforge_train_start(self, run: RunContext) -> None:
+        run.warn("recorder saw the start")
+        self.calls.append(
+            (
+                "ganforge_train_start",
+                {
+                    "run": run,
+                    "start_step": run.start_step,
+                    "checkpoints": len(ckpt.list_checkpoints(run.run_dir)),
+                    "generator_is_module": isinstance(run.generator, nn.Module),
+                    "discriminator_is_module": isinstance(run.discriminator, nn.Module),
+                    "dataset_size": len(run.dataset),
+                },
+            )
+        )
+
+    @hookimpl
+    def ganforge_step_end(self, run: RunContext, step: int, stats: dict[str, float]) -> None:
+        logged = [json.loads(line) for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+        self.calls.append(("ganforge_step_end", {"step": step, "stats": dict(stats), "last_logged": logged[-1]}))
+
+    @hookimpl
+    def ganforge_checkpoint_saved(self, run: RunContext, step: int, path: Any) -> None:
+        state = ckpt.load_safe(path)
+        self.calls.append(("ganforge_checkpoint_saved", {"step": step, "path": path, "saved_step": state["step"]}))
+
+    @hookimpl
+    def ganforge_train_end(self, run: RunContext, step: int, results: dict[str, float]) -> None:
+        self.calls.append(
+            (
+                "ganforge_train_end",
+                {"step": step, "results": dict(results), "samples": (run.run_dir / "samples.png").exists()},
+            )
+        )
+
+
+def third_party_config(out: Path, **fields: Any) -> RunConfig:
+    return RunConfig(
+        generator="tp-linear",
+        discriminator="tp-linear",
+        loss="tp-softplus",
+        regularizers=["tp-counter"],
+        scheduler="tp-halving",
+        dataset="tp-line",
+        steps=7,
+        batch_size=16,
+        log_every=2,
+        checkpoint_every=3,
+        sample_every=0,
+        keep_checkpoints=5,
+        device="cpu",
+        out=out,
+        **fields,
+    )
+
+
+class Trained:
+    def __init__(self, root: Path) -> None:
+        self.third_party, self.recorder = ThirdParty(), Recorder()
+        self.plugins = Plugins(extra=[("third-party", self.third_party), ("recorder", self.recorder)])
+        self.out = root / "run"
+        self.result = train(third_party_config(self.out), plugins=self.plugins, quiet=True)
+        self.resumed_recorder = Recorder()
+        resumed_plugins = Plugins(extra=[("third-party", ThirdParty()), ("recorder", self.resumed_recorder)])
+        self.resumed = train(None, resume=self.out, overrides={"steps": 9}, plugins=resumed_plugins, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A 7-step run of third-party components only, then resumed to 9 steps."""
+    return Trained(tmp_path_factory.mktemp("third-party"))
+
+
+# -- registration hooks ------------------------------------------------------------
+
+
+def assert_registered_once(trained: Trained, hook: str, kind: str, name: str) -> None:
+    assert trained.third_party.calls[hook] == 1
+    component = trained.plugins.registry.get(kind, name)  # type: ignore[arg-type]
+    assert component.plugin == "third-party" and component.kind == kind
+    assert problems_of(trained.plugins, "third-party") == []
+    assert {(c.kind, c.name) for c in BUILTIN.all()} <= all_names(trained.plugins), "built-ins went missing"
+
+
+def saved_config(trained: Trained) -> RunConfig:
+    return RunConfig.model_validate_json((trained.out / "config.json").read_text())
+
+
+def test_hook_ganforge_register_generators(trained: Trained) -> None:
+    assert_registered_once(trained, "ganforge_register_generators", "generator", "tp-linear")
+    assert saved_config(trained).generator.name == "tp-linear"
+
+
+def test_hook_ganforge_register_discriminators(trained: Trained) -> None:
+    assert_registered_once(trained, "ganforge_register_discriminators", "discriminator", "tp-linear")
+    assert saved_config(trained).discriminator.name == "tp-linear"
+
+
+def test_hook_ganforge_register_losses(trained: Trained) -> None:
+    assert_registered_once(trained, "ganforge_register_losses", "loss", "tp-softplus")
+    config = saved_config(trained)
+    # The loss's recommendation applies: lr, betas and D steps per G step.
+    assert (config.lr_g, config.lr_d, tuple(config.betas)) == (1e-3, 1e-3, (0.5, 0.9))
+    assert config.scheduler.options["d_steps"] == 2
+
+
+def test_hook_ganforge_register_regularizers(trained: Trained) -> None:
+    assert_registered_once(trained, "ganforge_register_regularizers", "regularizer", "tp-counter")
+    state = ckpt.load_safe(trained.resumed.checkpoint)
+    assert state["regularizers"]["tp-counter"] == {"count": 9}, "one after_g_step per G step, kept across resume"
+
+
+def test_hook_ganforge_register_schedulers(trained: Trained) -> None:
+    assert_registered_once(trained, "ganforge_register_schedulers", "scheduler", "tp-halving")
+    assert saved_config(trained).scheduler.name == "tp-halving"
+
+
+def test_hook_ganforge_register_datasets(trained: Trained) -> None:
+    assert_registered_once(trained, "ganforge_register_datasets", "dataset", "tp-line")
+    assert saved_config(trained).dataset.options == {"n": 256}
+
+
+def test_hook_ganforge_register_metrics(trained: Trained) -> None:
+    assert_registered_once(trained, "ganforge_register_metrics", "metric", "tp-mean")
+    # By default every metric the dataset supports runs, and none that it does not.
+    assert set(trained.result.results) == {"tp-mean/mean-x"}
+    assert math.isfinite(trained.result.results["tp-mean/mean-x"])
+
+
+# -- lifecycle hooks ----------------------------------------------------------------
+
+
+def test_hook_ganforge_train_start(trained: Trained) -> None:
+    (seen,) = trained.recorder.of("ganforge_train_start")
+    assert trained.recorder.calls[0][0] == "ganforge_train_start"
+    assert seen["start_step"] == 0 and seen["checkpoints"] == 0
+    assert seen["generator_is_module"] and seen["discriminator_is_module"]
+    assert seen["dataset_size"] == 256
+    run = seen["run"]
+    assert run.run_dir == trained.out and run.config.steps == 7
+    (resumed,) = trained.resumed_recorder.of("ganforge_train_start")
+    assert resumed["start_step"] == 7, "on resume, train_start sees the step it resumes from"
+
+
+def test_hook_context_warn_reaches_the_log(trained: Trained) -> None:
+    records = [json.loads(line) for line in (trained.out / "metrics.jsonl").read_text().splitlines()]
+    warnings = [r for r in records if r.get("event") == "warning"]
+    assert [w["message"] for w in warnings] == ["recorder saw the start"] * 2
+
+
+def test_hook_ganforge_step_end(trained: Trained) -> None:
+    calls = trained.recorder.of("ganforge_step_end")
+    assert [c["step"] for c in calls] == [2, 4, 6, 7]
+    for call in calls:
+        for key in ("loss/d", "loss/g"):
+            assert isinstance(call["stats"][key], float) and math.isfinite(call["stats"][key])
+        assert call["last_logged"]["step"] == call["step"], "hook ran before the line was logged"
+        assert call["last_logged"]["loss/d"] == pytest.approx(call["stats"]["loss/d"])
+    assert [c["step"] for c in trained.resumed_recorder.of("ganforge_step_end")] == [8, 9]
+
+
+def test_hook_ganforge_checkpoint_saved(trained: Trained) -> None:
+    calls = trained.recorder.of("ganforge_checkpoint_saved")
+    assert [c["step"] for c in calls] == [3, 6, 7]
+    for call in calls:
+        assert call["path"] == ckpt.checkpoint_path(trained.out, call["step"])
+        assert call["saved_step"] == call["step"]
+    assert [c["step"] for c in trained.resumed_recorder.of("ganforge_checkpoint_saved")] == [9]
+    assert trained.resumed.checkpoint == ckpt.checkpoint_path(trained.out, 9)
+
+
+def test_hook_ganforge_train_end(trained: Trained) -> None:
+    (seen,) = trained.recorder.of("ganforge_train_end")
+    assert trained.recorder.calls[-1][0] == "ganforge_train_end"
+    assert seen["step"] == 7 and seen["samples"]
+    assert seen["results"] == trained.result.results and seen["results"]
+    (resumed,) = trained.resumed_recorder.of("ganforge_train_end")
+    assert resumed["step"] == 9 and trained.resumed.step == 9
+    assert resumed["results"] == json.loads((trained.out / "results.json").read_text())
+
+
+def test_lifecycle_hooks_are_called_in_order(trained: Trained) -> None:
+    names = [name for name, _ in trained.recorder.calls]
+    assert names == [
+        "ganforge_train_start",
+        "ganforge_step_end",  # 2
+        "ganforge_checkpoint_saved",  # 3
+        "ganforge_step_end",  # 4
+        "ganforge_step_end",  # 6
+        "ganforge_checkpoint_saved",  # 6
+        "ganforge_step_end",  # 7
+        "ganforge_checkpoint_saved",  # 7
+        "ganforge_train_end",
+    ]
+
+
+# -- problems are reported by plugin name; the rest still loads ----------------------
+
+
+def registers(kind_hook: str, *names: str, **register_kwargs: Any) -> type:
+    """A plugin class whose ``kind_hook`` registers each name with a trivial factory."""
+
+    def hook(self, register):
+        for name in names:
+            register(name, lambda o, ctx: None, **{"summary": "test", **register_kwargs})
+
+    hook.__name__ = kind_hook
+    return type(f"Registers_{kind_hook}", (), {kind_hook: hookimpl(hook)})
+
+
+Generators = registers("ganforge_register_generators", "extra-gen")
+
+
+def test_duplicate_name_is_reported_by_the_later_plugin_and_the_builtin_stays() -> None:
+    impostor = registers("ganforge_register_generators", "mlp")()
+    plugins = Plugins(extra=[("impostor", impostor)])
+    assert plugins.registry.get("generator", "mlp").plugin == "mlp", "a later plugin replaced a built-in"
+    reasons = problems_of(plugins, "impostor")
+    assert len(reasons) == 1 and "'mlp'" in reasons[0] and "already registered" in reasons[0]
+    assert problems_of(plugins, "mlp") == []
+
+
+def test_duplicate_name_between_two_plugins_keeps_the_first() -> None:
+    first = registers("ganforge_register_losses", "shared-loss")()
+    second = registers("ganforge_register_losses", "shared-loss")()
+    plugins = Plugins(extra=[("first", first), ("second", second)])
+    assert plugins.registry.get("loss", "shared-loss").plugin == "first"
+    assert problems_of(plugins, "first") == []
+    assert len(problems_of(plugins, "second")) == 1 and "shared-loss" in problems_of(plugins, "second")[0]
+
+
+def test_same_plugin_name_twice_is_reported() -> None:
+    plugins = Plugins(extra=[("twin", Generators()), ("twin", registers("ganforge_register_losses", "x-loss")())])
+    assert any("twice" in reason for reason in problems_of(plugins, "twin"))
+    assert ("generator", "extra-gen") in all_names(plugins)
+
+
+def test_unknown_hook_is_reported_and_the_plugin_not_loaded() -> None:
+    class Typo:
+        @hookimpl
+        def ganforge_register_generatorz(self, register):
+            register("typo-gen", lambda o, ctx: None, summary="never")
+
+        @hookimpl
+        def ganforge_register_losses(self, register):
+            register("typo-loss", lambda o, ctx: None, summary="never either")
+
+    plugins = Plugins(extra=[("typo", Typo()), ("fine", Generators())])
+    (reason,) = problems_of(plugins, "typo")
+    assert "ganforge_register_generatorz" in reason and "not loaded" in reason
+    assert "typo" not in plugins.registry.plugins
+    assert not {("generator", "typo-gen"), ("loss", "typo-loss")} & all_names(plugins)
+    assert ("generator", "extra-gen") in all_names(plugins)
+
+
+def test_hook_with_a_wrong_argument_name_is_reported() -> None:
+    class WrongArgument:
+        @hookimpl
+        def ganforge_register_generators(self, registry):
+            registry("wrong-gen", lambda o, ctx: None, summary="never")
+
+    plugins = Plugins(extra=[("wrong", WrongArgument())])
+    assert len(problems_of(plugins, "wrong")) == 1
+    assert ("generator", "wrong-gen") not in all_names(plugins)
+    assert all_names(plugins) == all_names(Plugins())
+
+
+def test_register_hook_that_raises_is_reported_and_others_still_work() -> None:
+    class Raises:
+        @hookimpl
+        def ganforge_register_generators(self, register):
+            raise RuntimeError("boom in register")
+
+    plugins = Plugins(extra=[("raises", Raises()), ("fine", Generators())])
+    (reason,) = problems_of(plugins, "raises")
+    assert "ganforge_register_generators" in reason and "boom in register" in reason
+    assert plugins.registry.get("generator", "extra-gen").plugin == "fine"
+    assert {(c.kind, c.name) for c in BUILTIN.all()} <= all_names(plugins)
+
+
+class PlainModel(BaseModel):
+    size: int = 1
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "complaint"),
+    [
+        pytest.param("Bad_Name", {}, "lower-case", id="upper-case-and-underscore"),
+        pytest.param("-leading-dash", {}, "lower-case", id="leading-dash"),
+        pytest.param("has space", {}, "lower-case", id="space"),
+        pytest.param("plain-options", {"options": PlainModel}, "Options", id="options-not-subclassing-Options"),
+        pytest.param("dict-options", {"options": dict}, "Options", id="options-not-a-model"),
+    ],
+)
+def test_invalid_component_is_reported_and_not_registered(name: str, kwargs: dict, complaint: str) -> None:
+    plugin = registers("ganforge_register_generators", name, **kwargs)()
+    plugins = Plugins(extra=[("sloppy", plugin), ("fine", Generators())])
+    (reason,) = problems_of(plugins, "sloppy")
+    assert complaint in reason and name in reason
+    assert name not in plugins.registry.names("generator")
+    assert "extra-gen" in plugins.registry.names("generator")
+
+
+def test_factory_that_is_not_callable_is_reported() -> None:
+    class NotCallable:
+        @hookimpl
+        def ganforge_register_datasets(self, register):
+            register("not-callable", "just a string", summary="oops")
+
+    plugins = Plugins(extra=[("sloppy", NotCallable())])
+    (reason,) = problems_of(plugins, "sloppy")
+    assert "not-callable" in reason
+    assert "not-callable" not in plugins.registry.names("dataset")
+
+
+# -- the allow-list ---------------------------------------------------------------------
+
+
+def test_allow_list_loads_only_the_named_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ALLOW_LIST_VARIABLE, "losses")
+    plugins = Plugins()
+    assert plugins.registry.plugins == ["losses"]
+    assert {c.kind for c in plugins.registry.all()} == {"loss"}
+    assert plugins.registry.names("loss") == BUILTIN.names("loss")
+    assert plugins.registry.problems == []
+
+
+def test_allow_list_takes_several_names_with_spaces(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ALLOW_LIST_VARIABLE, " losses , mlp ")
+    plugins = Plugins()
+    assert sorted(plugins.registry.plugins) == ["losses", "mlp"]
+    assert plugins.registry.names("generator") == ["mlp"]
+
+
+def test_empty_allow_list_loads_no_entry_points_but_keeps_explicit_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ALLOW_LIST_VARIABLE, "")
+    plugins = Plugins(extra=[("fine", Generators())])
+    assert plugins.registry.plugins == ["fine"]
+    assert all_names(plugins) == {("generator", "extra-gen")}
+
+
+# -- entry points of a real (on-disk) distribution --------------------------------------
+
+BROKEN_MODULE = "raise RuntimeError('broken on purpose at import')\n"
+WORKING_MODULE = '''
+from ganforge_core import hookimpl
+
+@hookimpl
+def ganforge_register_losses(register):
+    register("disk-loss", lambda options, ctx: None, summary="from a distribution on disk")
+'''
+
+
+def make_distribution(root: Path, name: str, module: str, source: str) -> None:
+    info = root / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[ganforge]\n{name} = {module}\n")
+    (root / f"{module}.py").write_text(source)
+
+
+@pytest.fixture(scope="module")
+def site_with_plugins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("site")
+    make_distribution(root, "broken-plugin", "broken_ganforge_plugin", BROKEN_MODULE)
+    make_distribution(root, "disk-plugin", "disk_ganforge_plugin", WORKING_MODULE)
+    env = {k: v for k, v in os.environ.items() if k != ALLOW_LIST_VARIABLE}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
+    return env
+
+
+def ganforge(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ganforge_core", *args],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=240, check=False,
+    )
+
+
+def test_entry_point_that_fails_to_import_is_reported_and_the_rest_load(
+    site_with_plugins: dict[str, str], tmp_path: Path
+) -> None:
+    result = ganforge(site_with_plugins, tmp_path, "plugins", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    data = json.loads(result.stdout)
+    (problem,) = [p for p in data["problems"] if p["plugin"] == "broken-plugin"]
+    assert "import" in problem["reason"] and "broken on purpose at import" in problem["reason"]
+    listed = {(c["kind"], c["name"]): p["name"] for p in data["plugins"] for c in p["components"]}
+    assert {(c.kind, c.name) for c in BUILTIN.all()} <= set(listed)
+    assert listed[("loss", "disk-loss")] == "disk-plugin"
+    assert len(data["problems"]) == 1
+
+
+def test_run_warns_about_a_broken_plugin_and_still_trains(site_with_plugins: dict[str, str], tmp_path: Path) -> None:
+    result = ganforge(
+        site_with_plugins, tmp_path, "run", "--gen", "mlp:hidden=8,depth=1", "--disc", "mlp:hidden=8,depth=1",
+        "--data", "ring-8:n=256", "--steps", "1", "--out", "run", "-q",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "broken-plugin" in warnings[0]
+    assert (tmp_path / "run" / "config.json").exists()
+
+
+def test_allow_list_applies_to_entry_points_on_disk(
+    site_with_plugins: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(site_with_plugins["PYTHONPATH"].split(os.pathsep)[0])
+    monkeypatch.setenv(ALLOW_LIST_VARIABLE, "disk-plugin,losses")
+    plugins = Plugins()
+    assert sorted(plugins.registry.plugins) == ["disk-plugin", "losses"]
+    assert plugins.registry.get("loss", "disk-loss").plugin == "disk-plugin"
+    assert plugins.registry.problems == [], "the broken plugin was imported although not allowed"
+    monkeypatch.setenv(ALLOW_LIST_VARIABLE, "broken-plugin")
+    (problem,) = Plugins().registry.problems
+    assert problem.plugin == "broken-plugin" and "broken on purpose at import" in problem.reason
+
+
+# -- the meta-test --------------------------------------------------------------------
+
+HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("ganforge_"))
+
+
+def test_hookspecs_are_found() -> None:
+    assert "ganforge_register_generators" in HOOKS and "ganforge_train_end" in HOOKS
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_has_a_test(hook: str) -> None:
+    """Like datasette's test_plugin_hooks_have_tests: a new hook needs a test_hook_<name> here."""
+    tests = [name for name, value in globals().items() if name.startswith("test_hook_") and callable(value)]
+    assert f"test_hook_{hook}" in tests, f"hook {hook} has no test_hook_{hook}"
