@@ -1,8 +1,13 @@
-"""DCGAN generator and discriminator (Radford et al. 2016) for square images of any size."""
+"""DCGAN generator and discriminator (Radford et al. 2016) for square images of any size.
+
+Both take class labels in ``--conditional`` runs: G through a class embedding
+concatenated to z, D as a projection discriminator (Miyato & Koyama 2018).
+"""
 
 from __future__ import annotations
 
 from ganforge_core import hookimpl
+from ganforge_dcgan.conditioning import class_count
 from ganforge_dcgan.networks import (
     DCGANDiscriminator,
     DCGANGenerator,
@@ -10,7 +15,10 @@ from ganforge_dcgan.networks import (
     GeneratorOptions,
 )
 
-PAPER = "Radford et al. 2016, 'Unsupervised representation learning with deep convolutional GANs'"
+PAPER = (
+    "Radford et al. 2016, 'Unsupervised representation learning with deep convolutional GANs'; "
+    "conditional D: Miyato & Koyama 2018, 'cGANs with projection discriminator'"
+)
 
 
 def _needs_square_images(ctx):
@@ -23,13 +31,17 @@ def _needs_square_images(ctx):
 
 def build_generator(options: GeneratorOptions, ctx):
     _needs_square_images(ctx)
-    return DCGANGenerator(options, channels=ctx.data_shape[0], size=ctx.data_shape[1])
+    return DCGANGenerator(options, ctx.data_shape[0], ctx.data_shape[1], class_count(ctx))
 
 
 def build_discriminator(options: DiscriminatorOptions, ctx):
     _needs_square_images(ctx)
     shape = ctx.d_input_shape or ctx.data_shape  # packing multiplies the channels
-    return DCGANDiscriminator(options, channels=shape[0], size=shape[1])
+    return DCGANDiscriminator(options, shape[0], shape[1], class_count(ctx))
+
+
+def _discriminator_traits(options: DiscriminatorOptions) -> set[str]:
+    return {"label-conditioning"} | ({"batchnorm-in-d"} if options.norm == "batch" else set())
 
 
 @hookimpl
@@ -38,9 +50,10 @@ def ganforge_register_generators(register):
         "dcgan",
         build_generator,
         options=GeneratorOptions,
-        summary="transposed-conv generator with BatchNorm; any square size, any channel count",
+        summary="transposed-conv generator with BatchNorm; any square size, any channel count; "
+        "conditional: class embedding concatenated to z",
         requires={"image"},
-        traits={"batchnorm-in-g"},
+        traits={"batchnorm-in-g", "label-conditioning"},
         paper=PAPER,
     )
 
@@ -51,8 +64,9 @@ def ganforge_register_discriminators(register):
         "dcgan",
         build_discriminator,
         options=DiscriminatorOptions,
-        summary="strided-conv discriminator; norm 'auto' is BatchNorm, or LayerNorm under a gradient penalty",
+        summary="strided-conv discriminator; norm 'auto' is BatchNorm, or LayerNorm under a gradient "
+        "penalty; conditional: projection discriminator",
         requires={"image"},
-        traits=lambda o: {"batchnorm-in-d"} if o.norm == "batch" else set(),
+        traits=_discriminator_traits,
         paper=PAPER,
     )

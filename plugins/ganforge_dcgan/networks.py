@@ -5,6 +5,12 @@ with stride-2 transposed convolutions until it covers S, then centre-crops to S
 (S = 28: 7 -> 14 -> 28; S = 64: 4 -> ... -> 64; S = 30: 4 -> ... -> 32, cropped).
 The discriminator halves with stride-2 convolutions while the map is larger than
 7 and ends with one convolution over the whole remaining map.
+
+Class-conditional variants (``num_classes > 0``): G concatenates a learned class
+embedding of ``z_dim`` dimensions to z; D is a projection discriminator (Miyato &
+Koyama 2018), whose final convolution over the whole map is the linear psi and
+whose features phi(x) are that map, flattened. Unconditional networks have
+exactly the layers, parameters and initialisation they always had.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 
 from ganforge_core import Options
+from ganforge_dcgan.conditioning import ClassProjection, LabelEmbedding
 
 
 class GeneratorOptions(Options):
@@ -27,7 +34,7 @@ class DiscriminatorOptions(Options):
     norm: Literal["auto", "batch", "layer", "none"] = Field(
         "auto",
         validate_default=True,
-        description="normalisation; auto: batch, or layer when the loss penalises D's gradients",
+        description="normalisation; auto: batch, or layer when the loss or a regularizer penalises D's gradients",
     )
 
     @field_validator("norm")
@@ -36,7 +43,7 @@ class DiscriminatorOptions(Options):
         if value != "auto":
             return value
         resolve = (info.context or {}).get("resolve")
-        penalised = resolve is not None and "gradient-penalty" in resolve.loss_traits
+        penalised = resolve is not None and "gradient-penalty" in resolve.loss_traits | resolve.regularizer_traits
         return "layer" if penalised else "batch"
 
 
@@ -49,14 +56,15 @@ def upsampling_plan(size: int) -> tuple[int, int]:
 
 
 class DCGANGenerator(nn.Module):
-    def __init__(self, options: GeneratorOptions, channels: int, size: int) -> None:
+    def __init__(self, options: GeneratorOptions, channels: int, size: int, num_classes: int = 0) -> None:
         super().__init__()
         self.z_dim = options.z_dim
         self.size = size
         base, doublings = upsampling_plan(size)
         widths = [options.width * 2 ** (doublings - 1 - i) for i in range(doublings)] or [options.width]
+        label_dim = options.z_dim if num_classes else 0
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(options.z_dim, widths[0], base, 1, 0, bias=False),
+            nn.ConvTranspose2d(options.z_dim + label_dim, widths[0], base, 1, 0, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         ]
@@ -71,8 +79,11 @@ class DCGANGenerator(nn.Module):
         else:
             layers += [nn.Conv2d(widths[-1], channels, 3, 1, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
+        self.label_embedding = LabelEmbedding(num_classes, label_dim) if num_classes else None
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.label_embedding is not None:
+            z = self.label_embedding.concat(z, labels)
         x = self.net(z[:, :, None, None])
         excess = x.shape[-1] - self.size
         if excess:
@@ -82,7 +93,7 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    def __init__(self, options: DiscriminatorOptions, channels: int, size: int) -> None:
+    def __init__(self, options: DiscriminatorOptions, channels: int, size: int, num_classes: int = 0) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width_in, width, side, first = channels, options.width, size, True
@@ -95,9 +106,13 @@ class DCGANDiscriminator(nn.Module):
             width_in, width, first = width, width * 2, False
         layers.append(nn.Conv2d(width_in, 1, side, 1, 0))
         self.net = nn.Sequential(*layers)
+        self.projection = ClassProjection(num_classes, width_in * side * side) if num_classes else None
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).flatten()
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.projection is None:
+            return self.net(x).flatten()
+        features = self.net[:-1](x)
+        return self.net[-1](features).flatten() + self.projection(features.flatten(1), labels)
 
 
 def _norm(kind: str, channels: int, side: int) -> nn.Module:

@@ -1,4 +1,9 @@
-"""Fully connected generator and discriminator; the PacGAN 2D-mixture architecture by default."""
+"""Fully connected generator and discriminator; the PacGAN 2D-mixture architecture by default.
+
+In ``--conditional`` runs G appends a learned class embedding (``z_dim`` dimensions)
+to z and D is a projection discriminator (Miyato & Koyama 2018) whose features
+phi(x) are its last hidden layer. Unconditional networks are unchanged by this.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,12 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ganforge_core import BuildContext, Options, hookimpl
+from ganforge_dcgan.conditioning import ClassProjection, LabelEmbedding, class_count
 
-PAPER = "Lin et al. 2018, 'PacGAN' (architecture of the 2D experiments)"
+PAPER = (
+    "Lin et al. 2018, 'PacGAN' (architecture of the 2D experiments); "
+    "conditional D: Miyato & Koyama 2018, 'cGANs with projection discriminator'"
+)
 
 
 class GeneratorOptions(Options):
@@ -38,12 +47,13 @@ class Maxout(nn.Module):
 
 
 class MLPGenerator(nn.Module):
-    def __init__(self, options: GeneratorOptions, data_shape: tuple[int, ...]) -> None:
+    def __init__(self, options: GeneratorOptions, data_shape: tuple[int, ...], num_classes: int = 0) -> None:
         super().__init__()
         self.z_dim = options.z_dim
         self.data_shape = data_shape
         layers: list[nn.Module] = []
-        width = options.z_dim
+        label_dim = options.z_dim if num_classes else 0
+        width = options.z_dim + label_dim
         for _ in range(options.depth):
             layers.append(nn.Linear(width, options.hidden, bias=not options.batchnorm))
             if options.batchnorm:
@@ -54,13 +64,16 @@ class MLPGenerator(nn.Module):
         if len(data_shape) == 3:  # images live in [-1, 1]
             layers.append(nn.Tanh())
         self.net = nn.Sequential(*layers)
+        self.label_embedding = LabelEmbedding(num_classes, label_dim) if num_classes else None
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.label_embedding is not None:
+            z = self.label_embedding.concat(z, labels)
         return self.net(z).reshape(-1, *self.data_shape)
 
 
 class MLPDiscriminator(nn.Module):
-    def __init__(self, options: DiscriminatorOptions, data_shape: tuple[int, ...]) -> None:
+    def __init__(self, options: DiscriminatorOptions, data_shape: tuple[int, ...], num_classes: int = 0) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(data_shape)
@@ -72,17 +85,21 @@ class MLPDiscriminator(nn.Module):
             width = options.hidden
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
+        self.projection = ClassProjection(num_classes, width) if num_classes else None
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).flatten()
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.projection is None:
+            return self.net(x).flatten()
+        features = self.net[:-1](x)
+        return self.net[-1](features).flatten() + self.projection(features, labels)
 
 
 def build_generator(options: GeneratorOptions, ctx: BuildContext) -> MLPGenerator:
-    return MLPGenerator(options, ctx.data_shape)
+    return MLPGenerator(options, ctx.data_shape, class_count(ctx))
 
 
 def build_discriminator(options: DiscriminatorOptions, ctx: BuildContext) -> MLPDiscriminator:
-    return MLPDiscriminator(options, ctx.d_input_shape or ctx.data_shape)
+    return MLPDiscriminator(options, ctx.d_input_shape or ctx.data_shape, class_count(ctx))
 
 
 @hookimpl
@@ -91,8 +108,9 @@ def ganforge_register_generators(register):
         "mlp",
         build_generator,
         options=GeneratorOptions,
-        summary="fully connected generator (ReLU, optional BatchNorm); vectors or flattened images",
-        traits=lambda o: {"batchnorm-in-g"} if o.batchnorm else set(),
+        summary="fully connected generator (ReLU, optional BatchNorm); vectors or flattened images; "
+        "conditional: class embedding concatenated to z",
+        traits=lambda o: {"label-conditioning"} | ({"batchnorm-in-g"} if o.batchnorm else set()),
         paper=PAPER,
     )
 
@@ -103,6 +121,8 @@ def ganforge_register_discriminators(register):
         "mlp",
         build_discriminator,
         options=DiscriminatorOptions,
-        summary="fully connected discriminator with maxout (or leaky ReLU) units; no normalisation",
+        summary="fully connected discriminator with maxout (or leaky ReLU) units; no normalisation; "
+        "conditional: projection discriminator",
+        traits={"label-conditioning"},
         paper=PAPER,
     )
