@@ -1,82 +1,52 @@
-"""Adversarial losses: the original minimax (``bce``), ``non-saturating`` and ``wgan-gp``."""
+"""Adversarial losses: ``bce``, ``non-saturating``, ``lsgan``, ``relativistic``, ``wgan``, ``wgan-gp``, ``hinge``.
+
+Traits the rest of ganforge checks:
+
+* ``targets``: the loss scores logits against ``ctx.targets``, so label smoothing
+  acts on it. ``wasserstein`` and ``margin`` losses have no targets, and
+  ``label-smoothing`` refuses them.
+* ``gradient-penalty``: the loss penalises D's input gradient itself; a second
+  penalty (the ``gradient-penalty`` or ``r1`` regularizer) is refused, and a
+  BatchNorm critic is refused.
+* ``weight-clipping``: ``wgan`` clips D's weights, which is pointless on top of
+  a gradient penalty or spectral normalisation (both bound the same Lipschitz
+  constant, and clipping then only cripples the critic), so both are refused.
+* ``graph-safe``: every loss here depends on tensors alone (``wgan`` clips in
+  place), so a CUDA graph may capture it.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from ganforge_core import NoOptions, Recommendation, hookimpl
+from ganforge_losses.critics import HingeLoss, WGANGPLoss, WGANGPOptions, WGANLoss, WGANOptions
+from ganforge_losses.penalties import gradient_penalty, real_gradient_penalty
+from ganforge_losses.targets import (
+    LeastSquaresLoss,
+    LeastSquaresOptions,
+    MinimaxLoss,
+    NonSaturatingLoss,
+    RelativisticAverageLoss,
+)
 
-import torch
-import torch.nn.functional as F
-from pydantic import Field
-from torch import Tensor
-
-from ganforge_core import DContext, GContext, Loss, NoOptions, Options, Recommendation, hookimpl
+__all__ = ["PENALTY_NEEDS_NO_BATCHNORM", "WGANGPOptions", "gradient_penalty", "real_gradient_penalty"]
 
 GOODFELLOW = "Goodfellow et al. 2014, 'Generative adversarial nets'"
 DCGAN_ADAM = Recommendation(lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), d_steps=1)
 WGAN_GP_ADAM = Recommendation(lr_g=1e-4, lr_d=1e-4, betas=(0.0, 0.9), d_steps=5)
+# The paper trains with RMSprop at 5e-5 because momentum destabilised its critic.
+# Adam with beta1 = 0 has no momentum, and beta2 = 0.99 matches RMSprop's default
+# decay in the reference code (torch.optim.RMSprop, alpha=0.99); what remains is
+# Adam's bias correction of the second moment, which fades within ~100 steps.
+WGAN_RMSPROP_LIKE = Recommendation(lr_g=5e-5, lr_d=5e-5, betas=(0.0, 0.99), d_steps=5)
+# SN-GAN's hinge-loss ResNet setting on CIFAR-10 (pfnet-research/sngan_projection).
+SNGAN_HINGE_ADAM = Recommendation(lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9), d_steps=5)
+# The LSGAN reference code trains its scene models with Adam at 1e-3, beta1 0.5.
+LSGAN_ADAM = Recommendation(lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.999), d_steps=1)
 
-
-def _bce(logits: Tensor, target: float) -> Tensor:
-    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
-
-
-def _d_bce(real: Tensor, fake: Tensor, ctx: DContext) -> Tensor:
-    return _bce(real, ctx.targets.real) + _bce(fake, ctx.targets.fake)
-
-
-class MinimaxLoss(Loss):
-    """D maximises log D(x) + log(1 - D(G(z))); G minimises log(1 - D(G(z)))."""
-
-    def d_loss(self, real_logits: Tensor, fake_logits: Tensor, ctx: DContext) -> Tensor:
-        return _d_bce(real_logits, fake_logits, ctx)
-
-    def g_loss(self, fake_logits: Tensor, ctx: GContext) -> Tensor:
-        return -_bce(fake_logits, ctx.targets.fake)
-
-
-class NonSaturatingLoss(MinimaxLoss):
-    """As ``bce`` for D; G maximises log D(G(z)), which keeps its gradient when D wins."""
-
-    def g_loss(self, fake_logits: Tensor, ctx: GContext) -> Tensor:
-        return _bce(fake_logits, 1.0)
-
-
-class WGANGPOptions(Options):
-    weight: float = Field(10.0, ge=0, description="lambda, the gradient penalty's weight")
-    penalty: Literal["two-sided", "one-sided"] = Field(
-        "two-sided", description="two-sided: (|g|-1)^2; one-sided: max(0, |g|-1)^2"
-    )
-
-
-def gradient_penalty(ctx: DContext, one_sided: bool = False) -> Tensor:
-    """Mean of (||grad_x D(x_hat)|| - 1)^2 at random points between real and fake samples."""
-    shape = (ctx.real.shape[0],) + (1,) * (ctx.real.dim() - 1)
-    mix = torch.rand(shape, device=ctx.real.device, dtype=ctx.real.dtype)
-    between = (mix * ctx.real.detach() + (1 - mix) * ctx.fake.detach()).requires_grad_(True)
-    (grad,) = torch.autograd.grad(ctx.discriminator(between).sum(), between, create_graph=True)
-    excess = grad.flatten(1).norm(dim=1) - 1
-    if one_sided:
-        excess = excess.clamp(min=0)
-    return excess.square().mean()
-
-
-class WGANGPLoss(Loss):
-    """Wasserstein critic loss with a gradient penalty (Gulrajani et al. 2017, Algorithm 1)."""
-
-    def __init__(self, options: WGANGPOptions) -> None:
-        self.options = options
-        self._last_penalty: Tensor | None = None
-
-    def d_loss(self, real_logits: Tensor, fake_logits: Tensor, ctx: DContext) -> Tensor:
-        penalty = gradient_penalty(ctx, one_sided=self.options.penalty == "one-sided")
-        self._last_penalty = penalty.detach()
-        return fake_logits.mean() - real_logits.mean() + self.options.weight * penalty
-
-    def g_loss(self, fake_logits: Tensor, ctx: GContext) -> Tensor:
-        return -fake_logits.mean()
-
-    def extra_stats(self) -> dict[str, Tensor]:
-        return {} if self._last_penalty is None else {"gp": self._last_penalty}
+PENALTY_NEEDS_NO_BATCHNORM = (
+    "BatchNorm couples the samples of a batch, which invalidates the per-sample gradient penalty; "
+    "use a critic without it (dcgan: norm=layer or norm=none)"
+)
 
 
 @hookimpl
@@ -100,15 +70,54 @@ def ganforge_register_losses(register):
         paper=GOODFELLOW + ", section 3",
     )
     register(
+        "lsgan",
+        lambda options, ctx: LeastSquaresLoss(options),
+        options=LeastSquaresOptions,
+        summary="least squares: D pulls real outputs to 1 and fake to 0, G pulls fake to c; Adam 1e-3",
+        traits={"targets", "graph-safe"},
+        recommends=LSGAN_ADAM,
+        paper="Mao et al. 2017, 'Least squares generative adversarial networks'",
+    )
+    register(
+        "relativistic",
+        lambda options, ctx: RelativisticAverageLoss(),
+        options=NoOptions,
+        summary="relativistic average GAN (RaSGAN): each side judged against the other's mean logit",
+        traits={"targets", "relativistic", "graph-safe"},
+        recommends=DCGAN_ADAM,
+        paper="Jolicoeur-Martineau 2018, 'The relativistic discriminator: a key element missing from standard GAN'",
+    )
+    register(
+        "wgan",
+        lambda options, ctx: WGANLoss(options),
+        options=WGANOptions,
+        summary="Wasserstein critic with weight clipping; lr 5e-5, Adam (0, 0.99) standing in for RMSprop, 5 D steps",
+        traits={"wasserstein", "weight-clipping", "graph-safe"},
+        conflicts={
+            "gradient-penalty": "weight clipping and a gradient penalty both bound the critic's Lipschitz "
+            "constant, and clipping on top of a penalty only cripples the critic; use loss 'wgan-gp' instead",
+            "spectral-norm": "spectral normalisation already bounds the critic's Lipschitz constant, and clipping "
+            "the raw weights under it only cripples the critic; use loss 'wgan-gp' or 'hinge' with spectral-norm",
+        },
+        recommends=WGAN_RMSPROP_LIKE,
+        paper="Arjovsky et al. 2017, 'Wasserstein generative adversarial networks', Algorithm 1",
+    )
+    register(
         "wgan-gp",
         lambda options, ctx: WGANGPLoss(options),
         options=WGANGPOptions,
         summary="Wasserstein critic with gradient penalty; Adam 1e-4, betas (0, 0.9), 5 critic steps",
         traits={"wasserstein", "gradient-penalty", "graph-safe"},
-        conflicts={
-            "batchnorm-in-d": "BatchNorm couples the samples of a batch, which invalidates the per-sample "
-            "gradient penalty; use a critic without it (dcgan: norm=layer or norm=none)"
-        },
+        conflicts={"batchnorm-in-d": PENALTY_NEEDS_NO_BATCHNORM},
         recommends=WGAN_GP_ADAM,
         paper="Gulrajani et al. 2017, 'Improved training of Wasserstein GANs'",
+    )
+    register(
+        "hinge",
+        lambda options, ctx: HingeLoss(),
+        options=NoOptions,
+        summary="hinge loss: D relu(1 - real) + relu(1 + fake), G -fake; Adam 2e-4, betas (0, 0.9), 5 D steps",
+        traits={"margin", "graph-safe"},
+        recommends=SNGAN_HINGE_ADAM,
+        paper="Lim & Ye 2017, 'Geometric GAN'; Miyato et al. 2018, 'Spectral normalization for GANs'",
     )

@@ -1,12 +1,83 @@
-"""Training schedules: ``constant`` (fixed learning rates, fixed D steps per G step)."""
+"""Training schedules: ``constant``, ``linear-decay``, ``cosine`` and ``step``.
+
+Each gives D steps per G step (``d_steps``) and a learning-rate multiplier
+applied to both networks' base rates. Different rates for G and D (TTUR,
+Heusel et al. 2017) are set with ``--lr-g`` and ``--lr-d``; a schedule scales
+both alike. The decaying schedules take an optional linear warm-up of
+``warmup`` G steps from near 0, after which their decay spans the rest of the run.
+"""
 
 from __future__ import annotations
 
+import math
+
+from pydantic import Field
+
 from ganforge_core import BuildContext, Schedule, ScheduleOptions, hookimpl
+
+WARMUP_PAPER = "warm-up: Goyal et al. 2017, 'Accurate, large minibatch SGD'"
 
 
 class ConstantOptions(ScheduleOptions):
     """Only ``d_steps``."""
+
+
+class DecayOptions(ScheduleOptions):
+    warmup: int = Field(0, ge=0, description="G steps of linear warm-up from near 0 before the decay")
+
+
+class LinearDecayOptions(DecayOptions):
+    end: float = Field(0.0, ge=0.0, le=1.0, description="multiplier reached at the last step")
+
+
+class CosineOptions(DecayOptions):
+    end: float = Field(0.0, ge=0.0, le=1.0, description="multiplier reached at the last step")
+
+
+class StepOptions(DecayOptions):
+    every: int = Field(1000, ge=1, description="G steps between drops of the learning rate")
+    gamma: float = Field(0.5, gt=0.0, le=1.0, description="factor applied at each drop")
+
+
+class DecaySchedule(Schedule):
+    """Warm-up, then ``decay(progress)`` with progress running from 0 to 1 over the remaining steps."""
+
+    def __init__(self, options: DecayOptions) -> None:
+        assert options.d_steps is not None  # filled in from the loss's recommendation
+        super().__init__(d_steps=options.d_steps)
+        self.options = options
+
+    def lr_multiplier(self, step: int, total_steps: int) -> float:
+        warmup = self.options.warmup
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return self.decay(step - warmup, max(total_steps - warmup, 1))
+
+    def decay(self, step: int, steps: int) -> float:
+        raise NotImplementedError
+
+
+class LinearDecay(DecaySchedule):
+    options: LinearDecayOptions
+
+    def decay(self, step: int, steps: int) -> float:
+        progress = min(step / steps, 1.0)
+        return 1.0 - (1.0 - self.options.end) * progress
+
+
+class CosineDecay(DecaySchedule):
+    options: CosineOptions
+
+    def decay(self, step: int, steps: int) -> float:
+        progress = min(step / steps, 1.0)
+        return self.options.end + (1.0 - self.options.end) * (1 + math.cos(math.pi * progress)) / 2
+
+
+class StepDecay(DecaySchedule):
+    options: StepOptions
+
+    def decay(self, step: int, steps: int) -> float:
+        return self.options.gamma ** (step // self.options.every)
 
 
 def build_constant(options: ConstantOptions, ctx: BuildContext) -> Schedule:
@@ -21,4 +92,26 @@ def ganforge_register_schedulers(register):
         build_constant,
         options=ConstantOptions,
         summary="constant learning rates; d_steps D steps per G step",
+    )
+    register(
+        "linear-decay",
+        lambda options, ctx: LinearDecay(options),
+        options=LinearDecayOptions,
+        summary="learning rates fall linearly to `end` times their base by the last step; optional warm-up",
+        paper="Gulrajani et al. 2017 (WGAN-GP CIFAR-10 code) and Miyato et al. 2018 decay linearly to 0; "
+        + WARMUP_PAPER,
+    )
+    register(
+        "cosine",
+        lambda options, ctx: CosineDecay(options),
+        options=CosineOptions,
+        summary="learning rates follow half a cosine down to `end` times their base; optional warm-up",
+        paper="Loshchilov & Hutter 2017, 'SGDR: stochastic gradient descent with warm restarts'; " + WARMUP_PAPER,
+    )
+    register(
+        "step",
+        lambda options, ctx: StepDecay(options),
+        options=StepOptions,
+        summary="learning rates multiplied by gamma every `every` steps; optional warm-up",
+        paper="He et al. 2016, 'Deep residual learning for image recognition' (step decay); " + WARMUP_PAPER,
     )

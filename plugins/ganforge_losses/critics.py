@@ -1,0 +1,72 @@
+"""Losses on an unbounded critic: ``wgan`` (weight clipping), ``wgan-gp`` and ``hinge``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor, nn
+
+from ganforge_core import DContext, GContext, Loss, Options
+from ganforge_losses.penalties import gradient_penalty
+
+
+class WGANOptions(Options):
+    clip: float = Field(0.01, gt=0, description="c: D's parameters are clipped to [-c, c] after every D step")
+
+
+class WGANLoss(Loss):
+    """Wasserstein critic kept Lipschitz by clipping its weights (Arjovsky et al. 2017, Algorithm 1)."""
+
+    def __init__(self, options: WGANOptions) -> None:
+        self.clip = options.clip
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor, ctx: DContext) -> Tensor:
+        return fake_logits.mean() - real_logits.mean()
+
+    def g_loss(self, fake_logits: Tensor, ctx: GContext) -> Tensor:
+        return -fake_logits.mean()
+
+    @torch.no_grad()
+    def after_d_step(self, discriminator: nn.Module) -> None:
+        # In place on the tensors, so a captured CUDA graph replays it.
+        for parameter in discriminator.parameters():
+            parameter.clamp_(-self.clip, self.clip)
+
+
+class WGANGPOptions(Options):
+    weight: float = Field(10.0, ge=0, description="lambda, the gradient penalty's weight")
+    penalty: Literal["two-sided", "one-sided"] = Field(
+        "two-sided", description="two-sided: (|g|-1)^2; one-sided: max(0, |g|-1)^2"
+    )
+
+
+class WGANGPLoss(Loss):
+    """Wasserstein critic loss with a gradient penalty (Gulrajani et al. 2017, Algorithm 1)."""
+
+    def __init__(self, options: WGANGPOptions) -> None:
+        self.options = options
+        self._last_penalty: Tensor | None = None
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor, ctx: DContext) -> Tensor:
+        penalty = gradient_penalty(ctx, one_sided=self.options.penalty == "one-sided")
+        self._last_penalty = penalty.detach()
+        return fake_logits.mean() - real_logits.mean() + self.options.weight * penalty
+
+    def g_loss(self, fake_logits: Tensor, ctx: GContext) -> Tensor:
+        return -fake_logits.mean()
+
+    def extra_stats(self) -> dict[str, Tensor]:
+        return {} if self._last_penalty is None else {"gp": self._last_penalty}
+
+
+class HingeLoss(Loss):
+    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018, eq. 17): D wants real >= 1, fake <= -1; G raises fakes."""
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor, ctx: DContext) -> Tensor:
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+    def g_loss(self, fake_logits: Tensor, ctx: GContext) -> Tensor:
+        return -fake_logits.mean()

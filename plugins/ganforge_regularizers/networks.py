@@ -1,0 +1,105 @@
+"""Regularizers acting on the networks themselves: ``spectral-norm`` and ``ema``."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ganforge_core import Options, Regularizer
+
+
+class SpectralNormOptions(Options):
+    generator: bool = Field(False, description="also normalise G's layers")
+    power_iterations: int = Field(1, ge=1, description="power iterations per forward pass")
+
+
+class SpectralNorm(Regularizer):
+    """Divides each conv/linear weight by its largest singular value (Miyato et al. 2018)."""
+
+    def __init__(self, options: SpectralNormOptions) -> None:
+        self.options = options
+
+    def _apply(self, network: nn.Module) -> nn.Module:
+        for module in list(network.modules()):
+            if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.ConvTranspose2d):
+                # ConvTranspose2d keeps output channels in dim 1 of its weight.
+                dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
+                spectral_norm(module, n_power_iterations=self.options.power_iterations, dim=dim)
+        return network
+
+    def wrap_discriminator(self, discriminator: nn.Module) -> nn.Module:
+        return self._apply(discriminator)
+
+    def wrap_generator(self, generator: nn.Module) -> nn.Module:
+        return self._apply(generator) if self.options.generator else generator
+
+
+class EMAOptions(Options):
+    decay: float = Field(
+        0.999, ge=0.0, lt=1.0, description="weight of the old average at each G step (0: the copy is G itself)"
+    )
+    start: int = Field(0, ge=0, description="G steps during which the copy follows G exactly before averaging begins")
+
+
+class GeneratorEMA(Regularizer):
+    """An exponential moving average of G's parameters and buffers, used for samples and metrics.
+
+    Karras et al. 2018 (progressive GANs) and Yazıcı et al. 2019 show the average
+    generates better than the last iterate. Floating-point buffers (BatchNorm's
+    running statistics, spectral norm's singular vectors) are averaged like the
+    parameters; integer buffers (batch counters) are copied.
+
+    The copy is made from G when first needed, after every regularizer has
+    wrapped G and the run has moved it to its device. Updates are in-place
+    ``lerp_`` on tensors with a constant weight, so with ``start=0`` a CUDA graph
+    may capture them.
+    """
+
+    def __init__(self, options: EMAOptions) -> None:
+        self.decay = options.decay
+        self.start = options.start
+        self._generator: nn.Module | None = None
+        self._average: nn.Module | None = None
+
+    def wrap_generator(self, generator: nn.Module) -> nn.Module:
+        self._generator = generator
+        return generator
+
+    def _average_of(self, generator: nn.Module) -> nn.Module:
+        if self._average is None:
+            average = copy.deepcopy(generator).requires_grad_(False)
+            for parameter in average.parameters():
+                parameter.grad = None
+            self._average = average
+        return self._average
+
+    @torch.no_grad()
+    def after_g_step(self, generator: nn.Module, step: int) -> None:
+        average = self._average_of(generator)
+        weight = 1.0 if step <= self.start else 1.0 - self.decay
+        for mine, theirs in zip(_tensors(average), _tensors(generator), strict=True):
+            if mine.is_floating_point():
+                mine.lerp_(theirs, weight)
+            else:
+                mine.copy_(theirs)
+
+    def sampling_generator(self) -> nn.Module | None:
+        return None if self._generator is None else self._average_of(self._generator)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self._average is None else {"average": self._average.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if "average" in state and self._generator is not None:
+            self._average_of(self._generator).load_state_dict(state["average"])
+
+
+def _tensors(module: nn.Module) -> Iterator[Tensor]:
+    yield from module.parameters()
+    yield from module.buffers()

@@ -1,0 +1,55 @@
+"""D penalties on its input gradient: ``r1`` and ``gradient-penalty``."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from torch import Tensor
+
+from ganforge_core import DContext, Options, Regularizer
+from ganforge_losses import WGANGPOptions, gradient_penalty, real_gradient_penalty
+
+
+class R1Options(Options):
+    gamma: float = Field(10.0, ge=0, description="gamma: the penalty is gamma/2 * E ||grad D(x_real)||^2")
+    every: int = Field(
+        1,
+        ge=1,
+        description="lazy regularisation: penalise every k-th G step with k times the weight (StyleGAN2: 16)",
+    )
+
+
+class R1(Regularizer):
+    """Zero-centred penalty on D's gradient at real data (Mescheder et al. 2018, eq. 9).
+
+    With ``every=k`` the penalty is computed on one G step in k (on all its D
+    steps) and multiplied by k, so its weight per step is unchanged on average
+    (Karras et al. 2020, StyleGAN2, section 3.1). StyleGAN2 also rescales Adam's
+    learning rate and betas for the lazy phase; ganforge does not.
+    """
+
+    def __init__(self, options: R1Options) -> None:
+        self.gamma = options.gamma
+        self.every = options.every
+
+    def d_penalty(self, ctx: DContext) -> Tensor | None:
+        if ctx.step % self.every:
+            return None
+        return (0.5 * self.gamma * self.every) * real_gradient_penalty(ctx)
+
+
+class GradientPenaltyOptions(WGANGPOptions):
+    """The options of ``wgan-gp``'s own penalty."""
+
+
+class GradientPenalty(Regularizer):
+    """WGAN-GP's penalty on interpolates (Gulrajani et al. 2017, eq. 3), added to any loss.
+
+    Kurach et al. 2019 found it helps the non-saturating loss as well.
+    """
+
+    def __init__(self, options: GradientPenaltyOptions) -> None:
+        self.weight = options.weight
+        self.one_sided = options.penalty == "one-sided"
+
+    def d_penalty(self, ctx: DContext) -> Tensor:
+        return self.weight * gradient_penalty(ctx, one_sided=self.one_sided)
