@@ -8,12 +8,10 @@ each rule is no broader than its reason. Then every component added by the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from ganforge_core import ConfigError, RunConfig, resolve
@@ -23,17 +21,6 @@ from support import caching_registry
 REGISTRY = caching_registry()
 MLP = {"generator": "mlp:hidden=8,depth=1", "discriminator": "mlp:hidden=8,depth=1", "dataset": "ring-8:n=256"}
 DCGAN = {"generator": "dcgan:width=4,z_dim=4", "discriminator": "dcgan:width=4", "dataset": "mnist-5k:size=16"}
-
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread() -> Iterator[None]:
-    """Tiny networks run fastest on one thread, above all on a machine shared with other test runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def plan(networks: dict[str, str], **fields: Any) -> Any:

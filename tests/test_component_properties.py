@@ -17,7 +17,6 @@ import io
 import itertools
 import math
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +34,6 @@ from support import build_context, caching_registry
 REGISTRY = caching_registry()
 FAST = settings(max_examples=30, deadline=None)
 SLOW = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread() -> Iterator[None]:
-    """Tiny networks run fastest on one thread, above all on a machine shared with other test runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def build(kind: str, name: str, data_shape: tuple[int, ...] = (2,), batch_size: int = 60, **options: Any) -> Any:

@@ -25,7 +25,6 @@ import re
 import signal
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +48,6 @@ TINY_ARGS = [
 
 
 # -- helpers shared by the reliability tests ------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def one_cpu_thread() -> Iterator[None]:
-    """Tiny networks run fastest on one thread, above all on a machine shared with other test runs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def tiny_config(out: Path, **fields: Any) -> RunConfig:

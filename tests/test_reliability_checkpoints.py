@@ -27,9 +27,8 @@ import torch
 from ganforge_core import CheckpointError
 from ganforge_core import checkpoint as ckpt
 from ganforge_core.session import train
-from test_reliability import assert_one_error_line, one_cpu_thread, run_cli, tiny_config
+from test_reliability import assert_one_error_line, run_cli, tiny_config
 
-__all__ = ["one_cpu_thread"]  # the autouse fixture, imported so it applies here
 
 
 def small_state(step: int) -> dict[str, Any]:

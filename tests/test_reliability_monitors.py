@@ -22,9 +22,8 @@ from ganforge_core import Dataset, RunConfig
 from ganforge_core.plugins import Plugins
 from ganforge_core.session import train
 from ganforge_monitors.monitors import KEY, State
-from test_reliability import TINY_MLP, one_cpu_thread, records, tiny_config
+from test_reliability import TINY_MLP, records, tiny_config
 
-__all__ = ["one_cpu_thread"]  # the autouse fixture, imported so it applies here
 
 
 class Spread(nn.Module):

@@ -18,9 +18,8 @@ from ganforge_core import TrainingDiverged
 from ganforge_core import checkpoint as ckpt
 from ganforge_core.plugins import ALLOW_LIST_VARIABLE, Plugins, reset
 from ganforge_core.session import train
-from test_reliability import all_finite, assert_one_error_line, install_plugin, one_cpu_thread, run_cli, tiny_config
+from test_reliability import all_finite, assert_one_error_line, install_plugin, run_cli, tiny_config
 
-__all__ = ["one_cpu_thread"]  # the autouse fixture, imported so it applies here
 
 NAN_PLUGIN = '''
 """Test plugin: a loss that returns NaN in one phase of one step."""

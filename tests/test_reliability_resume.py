@@ -23,9 +23,8 @@ from ganforge_core import checkpoint as ckpt
 from ganforge_core.plugins import Plugins
 from ganforge_core.session import Interrupted, train
 from support import caching_registry
-from test_reliability import TINY_MLP, SignalAt, assert_identical, logged_steps, one_cpu_thread, records, tiny_config
+from test_reliability import TINY_MLP, SignalAt, assert_identical, logged_steps, records, tiny_config
 
-__all__ = ["one_cpu_thread"]  # the autouse fixture, imported so it applies here
 
 CASES: dict[str, dict[str, Any]] = {
     # A stochastic regularizer, 5 critic steps per G step, several epochs of the sampler.
