@@ -7,7 +7,7 @@ concatenated to z, D as a projection discriminator (Miyato & Koyama 2018).
 from __future__ import annotations
 
 from ganforge_core import hookimpl
-from ganforge_dcgan.conditioning import class_count
+from ganforge_core.layers import class_count
 from ganforge_dcgan.networks import (
     DCGANDiscriminator,
     DCGANGenerator,

@@ -21,7 +21,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 
 from ganforge_core import Options
-from ganforge_dcgan.conditioning import ClassProjection, LabelEmbedding
+from ganforge_core.layers import ClassProjection, LabelEmbedding
 
 
 class GeneratorOptions(Options):

@@ -14,7 +14,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ganforge_core import BuildContext, Options, hookimpl
-from ganforge_dcgan.conditioning import ClassProjection, LabelEmbedding, class_count
+from ganforge_core.layers import ClassProjection, LabelEmbedding, class_count
 
 PAPER = (
     "Lin et al. 2018, 'PacGAN' (architecture of the 2D experiments); "

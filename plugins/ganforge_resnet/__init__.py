@@ -8,7 +8,7 @@ discriminator (Miyato & Koyama 2018).
 from __future__ import annotations
 
 from ganforge_core import BuildContext, ConfigError, hookimpl
-from ganforge_dcgan.conditioning import class_count
+from ganforge_core.layers import class_count
 from ganforge_resnet.networks import (
     DiscriminatorOptions,
     GeneratorOptions,

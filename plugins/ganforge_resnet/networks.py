@@ -29,7 +29,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from ganforge_core import Options
-from ganforge_dcgan.conditioning import ClassProjection, require_labels
+from ganforge_core.layers import ClassProjection, require_labels
 
 RESIDUAL_GAIN = math.sqrt(2)
 

@@ -1,4 +1,7 @@
-"""Layers that feed class labels to a generator or discriminator (shared by dcgan, mlp, resnet).
+"""Building blocks for networks that take class labels.
+
+Shared by the built-in architectures (dcgan, mlp, resnet) and available to plugin
+authors as ``from ganforge_core.layers import ...``. Importing it imports torch.
 
 * :class:`LabelEmbedding`: a learned class embedding, concatenated to the latent.
 * :class:`ClassProjection`: the class term of a projection discriminator (Miyato &
