@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ganforge_core.components import (
     KINDS,
+    Annealing,
     BuildContext,
     Dataset,
     DContext,
@@ -26,6 +27,7 @@ from ganforge_core.components import (
     Schedule,
     ScheduleOptions,
     Targets,
+    graph_safe_unless_annealed,
 )
 from ganforge_core.config import Choice, Plan, RunConfig, resolve
 from ganforge_core.errors import CheckpointError, ConfigError, DataError, GanforgeError, TrainingDiverged
@@ -82,6 +84,7 @@ def train(
 
 __all__ = [
     "KINDS",
+    "Annealing",
     "BuildContext",
     "CheckpointError",
     "Choice",
@@ -112,6 +115,7 @@ __all__ = [
     "TrainingDiverged",
     "__version__",
     "get_registry",
+    "graph_safe_unless_annealed",
     "hookimpl",
     "hookspec",
     "resolve",

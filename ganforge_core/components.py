@@ -6,6 +6,7 @@ torch at run time, so resolving a configuration stays cheap.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,6 +42,34 @@ class Options(BaseModel):
 
 class NoOptions(Options):
     """For components without options."""
+
+
+class Annealing(Options):
+    """Options mixin for a regularizer whose strength can be annealed over the run.
+
+    ``strength(progress)`` is the factor to multiply the strength by: 1 at the
+    start, ``anneal_to`` at the end. A regularizer that anneals reads the step,
+    so it must not declare ``graph-safe`` then (see :func:`graph_safe_unless_annealed`).
+    """
+
+    anneal: Literal["none", "linear", "cosine"] = Field(
+        "none", description="anneal the strength over the run: none, linear or cosine"
+    )
+    anneal_to: float = Field(
+        0.0, ge=0.0, description="with anneal: the strength at the end, as a fraction of the start"
+    )
+
+    def strength(self, progress: float) -> float:
+        if self.anneal == "none":
+            return 1.0
+        done = min(max(progress, 0.0), 1.0)
+        shape = done if self.anneal == "linear" else (1 - math.cos(math.pi * done)) / 2
+        return 1.0 + (self.anneal_to - 1.0) * shape
+
+
+def graph_safe_unless_annealed(options: Annealing) -> set[str]:
+    """``{"graph-safe"}`` when the strength is constant (a CUDA graph may capture it)."""
+    return {"graph-safe"} if options.anneal == "none" else set()
 
 
 class ScheduleOptions(Options):

@@ -26,9 +26,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from ganforge_core import DContext, GContext, ResolveContext, RunConfig, Targets, resolve
+from ganforge_core import DContext, GContext, ResolveContext, RunConfig, Targets, get_registry, resolve
 from ganforge_core.plugins import get_plugins
 from ganforge_core.session import Run
+from ganforge_regularizers.penalties import R1Options
 from support import build_context, caching_registry
 
 REGISTRY = caching_registry()
@@ -667,3 +668,43 @@ def test_graph_safe_is_declared_exactly_where_the_work_ignores_step_and_progress
     late = what_it_does(kind, name, options, step=5, progress=0.7)
     same = len(early) == len(late) and all(torch.equal(a, b) for a, b in zip(early, late, strict=False))
     assert same == declared, f"graph-safe declared: {declared}, but the work {'ignores' if same else 'reads'} the step"
+
+
+# -- annealed strengths -----------------------------------------------------------------
+
+
+@FAST
+@given(shape=st.sampled_from(["linear", "cosine"]), end=st.floats(0.0, 2.0), progress=st.floats(0.0, 1.0))
+def test_an_annealed_strength_runs_from_one_to_anneal_to_monotonically(shape, end, progress) -> None:
+    options = R1Options(anneal=shape, anneal_to=end)
+    assert options.strength(0.0) == pytest.approx(1.0)
+    assert options.strength(1.0) == pytest.approx(end)
+    low, high = sorted((1.0, end))
+    assert low - 1e-12 <= options.strength(progress) <= high + 1e-12
+    assert R1Options().strength(progress) == 1.0  # anneal=none: constant
+
+
+@FAST
+@given(direction=DIRECTION, norm=st.floats(0.1, 3.0), progress=st.floats(0.0, 1.0))
+def test_annealed_penalties_scale_with_the_strength_at_their_progress(direction, norm, progress) -> None:
+    ctx = unit_critic_context(direction, norm, 3, 0)
+    at = DContext(ctx.discriminator, ctx.real, ctx.fake, ctx.targets, step=0, progress=progress)
+    for name, field in (("r1", "gamma"), ("gradient-penalty", "weight")):
+        constant = build("regularizer", name, **{field: 4.0})
+        annealed = build("regularizer", name, **{field: 4.0, "anneal": "linear", "anneal_to": 0.0})
+        expected = float(constant.d_penalty(at).detach()) * (1.0 - progress)
+        assert float(annealed.d_penalty(at).detach()) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_diffaugment_annealed_to_zero_leaves_images_untouched_at_the_end() -> None:
+    augment = build("regularizer", "diffaugment", anneal="linear", anneal_to=0.0)
+    images = torch.rand(4, 3, 8, 8) * 2 - 1
+    assert torch.equal(augment.transform_d_input(images, progress=1.0), images)
+    assert not torch.equal(augment.transform_d_input(images, progress=0.0), images)
+
+
+@pytest.mark.parametrize("name", ["r1", "gradient-penalty", "diffaugment"])
+def test_annealing_a_strength_gives_up_graph_safety(name: str) -> None:
+    component = get_registry().get("regularizer", name)
+    assert "graph-safe" in component.traits(component.validate({}))
+    assert "graph-safe" not in component.traits(component.validate({"anneal": "cosine"}))

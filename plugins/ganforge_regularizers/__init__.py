@@ -27,7 +27,7 @@ to augment each sample before packing.
 
 from __future__ import annotations
 
-from ganforge_core import hookimpl
+from ganforge_core import graph_safe_unless_annealed, hookimpl
 from ganforge_losses import PENALTY_NEEDS_NO_BATCHNORM
 from ganforge_regularizers.d_inputs import InstanceNoise, InstanceNoiseOptions, Packing, PackingOptions
 from ganforge_regularizers.diffaugment import DiffAugment, DiffAugmentOptions
@@ -97,7 +97,7 @@ def ganforge_register_regularizers(register):
         lambda options, ctx: DiffAugment(options),
         options=DiffAugmentOptions,
         summary="differentiable colour, translation and cutout on every image D sees, real and fake",
-        traits={"stochastic", "graph-safe"},
+        traits=lambda o: {"stochastic"} | graph_safe_unless_annealed(o),
         requires={"image"},
         paper="Zhao et al. 2020, 'Differentiable augmentation for data-efficient GAN training'",
     )
@@ -107,7 +107,7 @@ def ganforge_register_regularizers(register):
         options=R1Options,
         summary="R1: gamma/2 * E||grad D(real)||^2, optionally lazily every k steps (StyleGAN2)",
         # Lazy regularisation decides from the step number on the host.
-        traits=lambda o: {"gradient-penalty"} | ({"graph-safe"} if o.every == 1 else set()),
+        traits=lambda o: {"gradient-penalty"} | (graph_safe_unless_annealed(o) if o.every == 1 else set()),
         conflicts={"batchnorm-in-d": PENALTY_NEEDS_NO_BATCHNORM, "gradient-penalty": ONE_PENALTY},
         paper="Mescheder et al. 2018, 'Which training methods for GANs do actually converge?', eq. 9",
     )
@@ -116,7 +116,7 @@ def ganforge_register_regularizers(register):
         lambda options, ctx: GradientPenalty(options),
         options=GradientPenaltyOptions,
         summary="WGAN-GP's gradient penalty on real-fake interpolates, added to any loss",
-        traits={"gradient-penalty", "graph-safe"},
+        traits=lambda o: {"gradient-penalty"} | graph_safe_unless_annealed(o),
         conflicts={"batchnorm-in-d": PENALTY_NEEDS_NO_BATCHNORM, "gradient-penalty": ONE_PENALTY},
         paper="Gulrajani et al. 2017, 'Improved training of Wasserstein GANs', eq. 3; Kurach et al. 2019",
     )

@@ -13,10 +13,10 @@ import torch
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from ganforge_core import Options, Regularizer
+from ganforge_core import Annealing, Regularizer
 
 
-class DiffAugmentOptions(Options):
+class DiffAugmentOptions(Annealing):
     color: float = Field(
         1.0,
         ge=0.0,
@@ -48,12 +48,14 @@ class DiffAugment(Regularizer):
         if x.dim() != 4:
             raise ValueError(f"diffaugment augments image batches [N, C, H, W]; got shape {list(x.shape)}")
         o = self.options
-        if o.color:
-            x = random_colour(x, o.color)
-        if o.translation:
-            x = random_translation(x, o.translation)
-        if o.cutout:
-            x = random_cutout(x, o.cutout)
+        strength = o.strength(progress)
+        color, translation, cutout = (o.color * strength, o.translation * strength, o.cutout * strength)
+        if color:
+            x = random_colour(x, color)
+        if translation:
+            x = random_translation(x, translation)
+        if cutout:
+            x = random_cutout(x, cutout)
         return x
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pydantic import Field
 from torch import Tensor
 
-from ganforge_core import DContext, Options, Regularizer
+from ganforge_core import Annealing, DContext, Regularizer
 from ganforge_losses import WGANGPOptions, gradient_penalty, real_gradient_penalty
 
 
-class R1Options(Options):
+class R1Options(Annealing):
     gamma: float = Field(10.0, ge=0, description="gamma: the penalty is gamma/2 * E ||grad D(x_real)||^2")
     every: int = Field(
         1,
@@ -28,17 +28,19 @@ class R1(Regularizer):
     """
 
     def __init__(self, options: R1Options) -> None:
+        self.options = options
         self.gamma = options.gamma
         self.every = options.every
 
     def d_penalty(self, ctx: DContext) -> Tensor | None:
         if ctx.step % self.every:
             return None
-        return (0.5 * self.gamma * self.every) * real_gradient_penalty(ctx)
+        gamma = self.gamma * self.options.strength(ctx.progress)
+        return (0.5 * gamma * self.every) * real_gradient_penalty(ctx)
 
 
-class GradientPenaltyOptions(WGANGPOptions):
-    """The options of ``wgan-gp``'s own penalty."""
+class GradientPenaltyOptions(WGANGPOptions, Annealing):
+    """The options of ``wgan-gp``'s own penalty, and annealing of its weight."""
 
 
 class GradientPenalty(Regularizer):
@@ -48,8 +50,10 @@ class GradientPenalty(Regularizer):
     """
 
     def __init__(self, options: GradientPenaltyOptions) -> None:
+        self.options = options
         self.weight = options.weight
         self.one_sided = options.penalty == "one-sided"
 
     def d_penalty(self, ctx: DContext) -> Tensor:
-        return self.weight * gradient_penalty(ctx, one_sided=self.one_sided)
+        weight = self.weight * self.options.strength(ctx.progress)
+        return weight * gradient_penalty(ctx, one_sided=self.one_sided)
