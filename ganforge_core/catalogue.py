@@ -66,8 +66,9 @@ def print_catalogue(data: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="ganforge components", show_lines=True)
-    for column in ("plugin", "kind", "name", "options (default)", "summary"):
-        table.add_column(column, overflow="fold")
+    for column in ("plugin", "kind", "name", "options (default)"):
+        table.add_column(column, no_wrap=True)  # names stay whole; the summary wraps
+    table.add_column("summary", overflow="fold", ratio=1)
     order = {kind: i for i, kind in enumerate(KINDS)}
     for plugin in data["plugins"]:
         for comp in sorted(plugin["components"], key=lambda c: (order[c["kind"]], c["name"])):
