@@ -20,6 +20,27 @@ from ganforge_core.errors import ConfigError
 from ganforge_core.registry import Component, Registry
 
 
+# Loggers a run can enable besides metrics.jsonl; each is a built-in plugin that reads
+# ``run.config.loggers`` and the Python package it needs (checked before training).
+EXTRA_LOGGERS = {"tensorboard": "tensorboard"}
+
+
+def check_logger_packages(loggers: list[str]) -> None:
+    """Raise a ConfigError naming ``pip install PACKAGE`` for an enabled logger whose package is missing."""
+    import importlib
+
+    for name in loggers:
+        package = EXTRA_LOGGERS.get(name)
+        if package is None:
+            continue
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            raise ConfigError(
+                f"--logger {name} needs the '{package}' package, which is not installed: pip install {package}"
+            ) from None
+
+
 def parse_choice(text: str) -> dict[str, Any]:
     """``"name:key=value,key=value"`` -> ``{"name": ..., "options": {...}}``."""
     name, _, rest = text.partition(":")
@@ -81,6 +102,14 @@ class RunConfig(BaseModel):
     sample_every: int = Field(500, ge=0, description="steps between sample grids (0: only at the end)")
     checkpoint_every: int = Field(500, ge=0, description="steps between checkpoints (0: only at the end)")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept in the run directory")
+    loggers: list[str] = Field(
+        default_factory=list,
+        description="loggers besides metrics.jsonl (always written): " + ", ".join(EXTRA_LOGGERS),
+    )
+    on_nan: Literal["stop", "skip"] = Field(
+        "stop",
+        description="a non-finite loss: stop (keep the last good checkpoint) or skip that update and count it",
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="autocast dtype of forward passes; auto: bf16 on CUDA, fp32 elsewhere"
     )
@@ -98,6 +127,25 @@ class RunConfig(BaseModel):
         if not ok:
             raise ValueError("must be auto, cpu, cuda or cuda:N")
         return value
+
+    @field_validator("loggers", mode="before")
+    @classmethod
+    def _loggers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            return value
+        names: list[str] = []
+        for item in value:
+            if not isinstance(item, str):
+                raise ValueError(f"logger names are strings, got {item!r}")
+            for name in (part.strip() for part in item.split(",")):
+                if name in ("", "jsonl") or name in names:
+                    continue  # metrics.jsonl is always written
+                if name not in EXTRA_LOGGERS:
+                    raise ValueError(f"unknown logger {name!r}; valid: jsonl, {', '.join(EXTRA_LOGGERS)}")
+                names.append(name)
+        return names
 
     @field_validator("betas")
     @classmethod

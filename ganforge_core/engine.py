@@ -49,6 +49,7 @@ class Engine:
     total_steps: int
     autocast_dtype: torch.dtype | None = None
     cuda_graph: bool = False
+    skip_nonfinite: bool = False
 
     def __post_init__(self) -> None:
         targets = Targets()
@@ -68,6 +69,8 @@ class Engine:
         self._sums: dict[str, Tensor] = {}
         self._summed_steps = 0
         self._lr_factor: float | None = None
+        # Updates dropped because their loss was not finite (--on-nan skip), per phase.
+        self.skipped = {"D": 0, "G": 0}
         self._eager_steps = 0
         self._graph: torch.cuda.CUDAGraph | None = None
         self._side_stream: torch.cuda.Stream | None = None
@@ -105,6 +108,7 @@ class Engine:
 
     def _run_phases(self, reals: list[Batch], step: int) -> dict[str, Tensor]:
         stats: dict[str, Tensor] = {}
+        skipped_before = sum(self.skipped.values())
         for real, labels in reals:
             stats = self.d_phase(real, step, labels)
             self._watch(stats["loss/d"], phase=0)
@@ -112,6 +116,9 @@ class Engine:
         stats.update(self.g_phase(last_real, step, last_labels))
         self._watch(stats["loss/g"], phase=1)
         self._steps_run.add_(1)
+        if sum(self.skipped.values()) > skipped_before:  # eager only: skipping needs the host
+            self._summed_steps -= 1  # a step with a dropped update stays out of the averages
+            return stats
         for key, value in stats.items():
             total = self._sums.get(key)
             if total is None:  # first (eager) step: a capture only ever adds in place
@@ -132,6 +139,8 @@ class Engine:
         return dict(zip(keys, means, strict=True))
 
     def _watch(self, loss: Tensor, phase: int) -> None:
+        if self.skip_nonfinite:
+            return
         first_seen = ~torch.isfinite(loss) & (self._first_failure[0] < 0)
         here = torch.stack([self._steps_run, torch.full_like(self._steps_run, phase)])
         self._first_failure.copy_(torch.where(first_seen, here, self._first_failure))
@@ -177,6 +186,8 @@ class Engine:
                 if penalty is not None:
                     total = total + penalty
                     stats[f"penalty/{name}"] = penalty.detach()
+        if self._drop(total, "D"):
+            return {**stats, "loss/d": total.detach()}
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
         self.opt_d.step()
@@ -208,6 +219,8 @@ class Engine:
                     progress=progress,
                 )
                 loss = self.loss.g_loss(fake_logits, ctx)
+            if self._drop(loss, "G"):
+                return {"loss/g": loss.detach()}
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_g.step()
@@ -218,6 +231,13 @@ class Engine:
         return {"loss/g": loss.detach()}
 
     # -- helpers ------------------------------------------------------------
+
+    def _drop(self, loss: Tensor, phase: str) -> bool:
+        """With ``skip_nonfinite``, whether to drop this update (a host sync per phase)."""
+        if not self.skip_nonfinite or bool(torch.isfinite(loss)):
+            return False
+        self.skipped[phase] += 1
+        return True
 
     def latents(self, n: int) -> Tensor:
         return torch.randn(n, self.z_dim, device=self.device)

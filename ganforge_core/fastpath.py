@@ -46,6 +46,8 @@ def choose_fast_path(plan: Plan, device: torch.device, data_dims: int) -> FastPa
     config, cuda = plan.config, device.type == "cuda"
     wants_bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
     blockers = [c.component.label for c in (plan.loss, *plan.regularizers) if "graph-safe" not in c.traits]
+    if config.on_nan == "skip":
+        blockers.insert(0, "--on-nan skip")
     blocker = ""
     if cuda and config.cuda_graph and blockers:
         blocker = f"{blockers[0]} depends on the step number or host values (not graph-safe)"

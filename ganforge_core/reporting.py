@@ -138,3 +138,58 @@ def scatter_image(points: Tensor, means: Tensor | None, side: int = 512) -> Tens
             for r, c in ((rows + d, cols), (rows, cols + d)):
                 image[:, r.clamp(0, side - 1), c.clamp(0, side - 1)] = torch.tensor([0.9, 0.1, 0.1])[:, None]
     return image
+
+
+def write_config_files(run_dir: Path, config: Any) -> None:
+    """``config.json`` and ``config.toml``: the same resolved configuration, either reruns the run."""
+    from ganforge_core.tomlwriter import dumps
+
+    (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
+    header = "# The resolved configuration of this run. Rerun it: ganforge run --config config.toml --out NEW\n"
+    (run_dir / "config.toml").write_text(header + dumps(config.model_dump(mode="json")))
+
+
+LOSS_CURVES = ("loss/d", "loss/g")
+
+
+def plot_losses(metrics: Path, out: Path) -> Path | None:
+    """Draw D and G loss over steps from ``metrics.jsonl`` into a PNG.
+
+    Returns ``out``, or ``None`` when matplotlib is not installed or there is
+    nothing to draw. Uses matplotlib's Agg canvas directly: no pyplot, no GUI,
+    and no change to the backend of a program that imported ganforge.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    curves: dict[str, tuple[list[int], list[float]]] = {key: ([], []) for key in LOSS_CURVES}
+    for line in metrics.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict) or "event" in record:
+            continue
+        for key, (steps, values) in curves.items():
+            value = record.get(key)
+            if isinstance(value, int | float) and math.isfinite(value):
+                steps.append(int(record["step"]))
+                values.append(float(value))
+    if not any(steps for steps, _ in curves.values()):
+        return None
+    figure = Figure(figsize=(7, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for key, (steps, values) in curves.items():
+        if steps:
+            axes.plot(steps, values, label=key, linewidth=1.2)
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.set_title(out.parent.name or "losses")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(out)
+    return out

@@ -106,6 +106,7 @@ class Run:
             total_steps=config.steps,
             autocast_dtype=self.fast.autocast,
             cuda_graph=self.fast.cuda_graph,
+            skip_nonfinite=config.on_nan == "skip",
         )
         fixed = torch.Generator().manual_seed(config.seed + 1)
         if self.dataset.samples.dim() == 2:
@@ -149,6 +150,7 @@ class Run:
             "opt_d": self.engine.opt_d.state_dict(),
             "regularizers": {name: reg.state_dict() for name, reg in self.regularizers.items()},
             "batches": self.engine.batches.state_dict(),
+            "skipped": dict(self.engine.skipped),
             "rng": {
                 "python": random.getstate(),
                 "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
@@ -166,6 +168,7 @@ class Run:
             for name, reg in self.regularizers.items():
                 reg.load_state_dict(state["regularizers"].get(name, {}))
             self.engine.batches.load_state_dict(state["batches"])
+            self.engine.skipped.update(state.get("skipped", {}))
         except (KeyError, RuntimeError, ValueError) as exc:
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
             # torch's first line names the module; the second names the first mismatch.

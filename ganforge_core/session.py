@@ -24,10 +24,10 @@ from torch import nn
 
 from ganforge_core import checkpoint as ckpt
 from ganforge_core.components import Dataset
-from ganforge_core.config import Plan, RunConfig, resolve
+from ganforge_core.config import Plan, RunConfig, check_logger_packages, resolve
 from ganforge_core.errors import CheckpointError, ConfigError, GanforgeError, TrainingDiverged
 from ganforge_core.plugins import Plugins, get_plugins
-from ganforge_core.reporting import MetricsLog, ProgressView
+from ganforge_core.reporting import MetricsLog, ProgressView, plot_losses, write_config_files
 from ganforge_core.run import Run
 
 __all__ = ["Interrupted", "Run", "RunContext", "RunResult", "train"]
@@ -115,6 +115,7 @@ def train(
     elif config is None:
         raise ConfigError("nothing to train: give a configuration or a run directory to resume")
     plan = resolve(config, plugins.registry)
+    check_logger_packages(plan.config.loggers)
     run_dir = plan.config.out or default_run_dir(plan.config)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is a file; give a directory")
@@ -129,7 +130,7 @@ def train(
         if run.step >= plan.config.steps:
             raise ConfigError(f"{run_dir} already holds {run.step} steps; pass --steps N > {run.step} to train on")
         _forget_records_after(run_dir / "metrics.jsonl", run.step)
-    (run_dir / "config.json").write_text(plan.config.model_dump_json(indent=2) + "\n")
+    write_config_files(run_dir, plan.config)
     return _loop(run, live=live, quiet=quiet, notes=notes)
 
 
@@ -183,6 +184,8 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
                     _check_finite(run, start_step)
                 if run.step % config.log_every == 0 or run.step == config.steps:
                     averaged = run.engine.read_stats()
+                    if config.on_nan == "skip":
+                        averaged.update({f"skipped/{k.lower()}": v for k, v in run.engine.skipped.items()})
                     elapsed = time.perf_counter() - window_start
                     averaged["img/s"] = counted * run.engine.schedule.d_steps * config.batch_size / elapsed
                     log.write({"step": run.step, **averaged})
@@ -210,11 +213,20 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
         if results:
             log.write({"step": run.step, "event": "eval", **results})
             (run.run_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        _plot_losses(run, warn)
         notify("ganforge_train_end", run=context, step=run.step, results=results)
         return RunResult(run.run_dir, run.step, results, checkpoint, samples)
     finally:
         view.close()
         log.close()
+
+
+def _plot_losses(run: Run, warn: Callable[[str], None]) -> None:
+    """losses.png from metrics.jsonl; skipped without matplotlib, and never fatal."""
+    try:
+        plot_losses(run.run_dir / "metrics.jsonl", run.run_dir / "losses.png")
+    except Exception as exc:  # noqa: BLE001 - a picture must not cost a finished run
+        warn(f"could not draw losses.png ({exc!r})")
 
 
 def _saved_config(path: Path, text: Any, changes: dict[str, Any]) -> RunConfig:

@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 
 from ganforge_core import TrainingDiverged
 from ganforge_core import checkpoint as ckpt
@@ -124,3 +125,28 @@ def test_a_nan_through_the_cli_is_exit_status_3_and_one_error_line(
     assert code == 3, stderr
     assert_one_error_line(stderr, "D phase of step 3", str(ckpt.checkpoint_path(out, 2)))
     assert ckpt.latest_loadable(out)[1]["step"] == 2
+
+
+@pytest.mark.parametrize("phase", ["D", "G"])
+def test_on_nan_skip_drops_that_update_counts_it_and_trains_on(phase: str, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(out, loss=f"nan-at:step=5,phase={phase}", steps=12, log_every=4, on_nan="skip")
+    plugins = Plugins(extra=[("nan-loss", nan_plugin())])
+
+    result = train(config, plugins=plugins, quiet=True)
+
+    assert result.step == 12
+    final = ckpt.load_safe(result.checkpoint)
+    for key in ("generator", "discriminator", "opt_g", "opt_d"):
+        assert all_finite(final[key]), f"a skipped update still reached {key}"
+    records = _stat_records(out)
+    counted = {k: records[-1][f"skipped/{k.lower()}"] for k in ("D", "G")}
+    assert counted == {"D": int(phase == "D"), "G": int(phase == "G")}
+    assert all(r == r for record in records for r in record.values()), "a NaN reached metrics.jsonl"
+    # The skipped update left its network's parameters exactly as the step before left them.
+    network = "discriminator" if phase == "D" else "generator"
+    six = train(tiny_config(tmp_path / "six", loss=config.loss, steps=6, on_nan="skip"), plugins=plugins, quiet=True)
+    five = train(tiny_config(tmp_path / "five", loss=config.loss, steps=5, on_nan="skip"), plugins=plugins, quiet=True)
+    after_skip, before_skip = ckpt.load_safe(six.checkpoint)[network], ckpt.load_safe(five.checkpoint)[network]
+    parameters = [k for k in before_skip if "running_" not in k and "num_batches" not in k]
+    assert parameters and all(torch.equal(after_skip[k], before_skip[k]) for k in parameters)

@@ -1,0 +1,108 @@
+"""What every command shares: flag names, one-line errors and config files."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ganforge_core.errors import GanforgeError
+
+# CLI flag -> RunConfig field, so validation errors name the flag the user typed.
+FLAGS = {
+    "generator": "--gen",
+    "discriminator": "--disc",
+    "loss": "--loss",
+    "regularizers": "--reg",
+    "scheduler": "--sched",
+    "dataset": "--data",
+    "metrics": "--metric",
+    "conditional": "--conditional",
+    "steps": "--steps",
+    "batch_size": "--batch-size",
+    "lr_g": "--lr-g",
+    "lr_d": "--lr-d",
+    "betas": "--betas",
+    "seed": "--seed",
+    "device": "--device",
+    "out": "--out",
+    "log_every": "--log-every",
+    "sample_every": "--sample-every",
+    "checkpoint_every": "--checkpoint-every",
+    "keep_checkpoints": "--keep-checkpoints",
+    "on_nan": "--on-nan",
+    "loggers": "--logger",
+    "precision": "--precision",
+    "cuda_graph": "--cuda-graph",
+    "channels_last": "--channels-last",
+    "fused_adam": "--fused-adam",
+    "cudnn_benchmark": "--cudnn-benchmark",
+}
+COMPONENT_HELP = "NAME or NAME:key=value,... (see 'ganforge plugins')"
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn user-facing errors into one line on stderr and their exit status."""
+    from pydantic import ValidationError
+
+    try:
+        yield
+    except GanforgeError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    except ValidationError as exc:
+        raise fail(explain_validation(exc)) from None
+    except OSError as exc:  # a full disk, a read-only directory: the environment, not a bug
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise fail(f"{exc.strerror or exc}{where}", 1) from None
+
+
+def explain_validation(exc: Any) -> str:
+    parts = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        flag = FLAGS.get(loc[0], loc[0]) if loc else "config"
+        where = " ".join([flag, *loc[1:]])
+        if error["type"] == "extra_forbidden":
+            parts.append(f"unknown setting '{'.'.join(loc)}'; valid: {', '.join(FLAGS)}")
+        else:
+            parts.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+    return "; ".join(parts)
+
+
+def warn_about_plugins() -> None:
+    from ganforge_core.plugins import get_plugins
+
+    for problem in get_plugins().registry.problems:
+        typer.echo(f"warning: {problem}", err=True)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise fail(f"config file {path} is not UTF-8 text") from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise fail(f"config file {path} is not valid TOML: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise fail(f"config file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(data, dict):
+        raise fail(f"config file {path} must hold a table of settings")
+    return data

@@ -1,0 +1,78 @@
+"""``ganforge plugins``, ``ganforge sample`` and ``ganforge eval``: look at what is installed and trained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ganforge_core.commands.common import fail, user_errors
+
+
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_markdown: Annotated[bool, typer.Option("--markdown", help="Print the Markdown catalogue.")] = False,
+) -> None:
+    """List installed plugins, the components each provides, and their options."""
+    from ganforge_core.catalogue import catalogue, markdown, print_catalogue
+
+    with user_errors():
+        data = catalogue()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    elif as_markdown:
+        typer.echo(markdown(data), nl=False)
+    else:
+        print_catalogue(data)
+
+
+def sample(
+    source: Annotated[Path, typer.Argument(help="A run directory (its newest checkpoint) or a checkpoint file.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 64,
+    out: Annotated[Path, typer.Option(help="A .png grid (or 2D scatter), or raw samples as .pt or .npy.")] = Path(
+        "samples.png"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the latents.")] = 0,
+    label: Annotated[int | None, typer.Option(help="Class of every sample (conditional runs).")] = None,
+    ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the run keeps one.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Draw samples from a trained generator."""
+    if out.suffix not in {".png", ".pt", ".npy"}:
+        raise fail(f"--out must end in .png, .pt or .npy, not '{out.suffix or out.name}'")
+    with user_errors():
+        from ganforge_core.plugins import get_plugins
+        from ganforge_core.run import load_run
+
+        run = load_run(source, get_plugins(), device)
+        samples = run.draw(n, seed=seed, label=label, ema=ema)
+        run.write_samples(samples, out)
+    typer.echo(f"wrote {n} samples to {out}")
+
+
+def evaluate(
+    source: Annotated[Path, typer.Argument(help="A run directory (its newest checkpoint) or a checkpoint file.")],
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="Metric; repeat. [default: the run's metrics]")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Evaluate a trained generator; writes eval.json beside the checkpoint."""
+    with user_errors():
+        from ganforge_core.plugins import get_plugins
+        from ganforge_core.run import load_run
+
+        run = load_run(source, get_plugins(), device)
+        results = run.evaluate(metric)
+        path = run.run_dir / "eval.json"
+        path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    if as_json:
+        typer.echo(json.dumps(results, indent=2, sort_keys=True))
+    elif not results:
+        typer.echo("no metric applies to this run's dataset (see 'ganforge plugins')")
+    else:
+        for name, value in results.items():
+            typer.echo(f"{name:32s} {value:.6g}")
