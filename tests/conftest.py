@@ -17,3 +17,12 @@ def one_cpu_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep what ganforge caches (the digit classifier, dataset copies) out of the home
+    directory: one temporary cache for the whole session, subprocesses included."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GANFORGE_CACHE", str(tmp_path_factory.mktemp("ganforge-cache")))
+        yield

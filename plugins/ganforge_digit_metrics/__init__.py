@@ -1,0 +1,244 @@
+"""Metrics for digit datasets, computed with ganforge's own cached MNIST classifier.
+
+``digit-classes`` and ``stacked-modes`` count the classes the classifier sees in
+generated samples; ``classifier-fid``, ``classifier-kid`` and ``precision-recall``
+compare its penultimate (128-unit) features of generated and real images. Each
+channel of an image is classified as one digit, so on Stacked MNIST a sample is
+a triple of digits and its features are the three channels' features side by side.
+
+Feature metrics are reported beside a floor: the same statistic between two
+disjoint halves of the real data, each as large as the generated set, so the
+numbers can be read against what perfect samples would score. These are not
+Inception-network scores: never compare them with published FIDs.
+
+The Metric protocol returns numbers only; what produced them (feature extractor,
+the weights' sha256 prefix, numbers of real and generated samples, seed) is
+written to ``metrics-provenance.json`` in the classifier's cache directory.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import Tensor
+
+from ganforge_core import BuildContext, Dataset, Metric, Options, hookimpl
+from ganforge_digit_metrics import classifier as clf
+from ganforge_digit_metrics.measures import fid, kid, kl_to_uniform, precision_recall
+
+PROVENANCE = "metrics-provenance.json"
+CLASSIFIER_PAPER = "ganforge's own MNIST classifier (two conv layers, 128 features), trained on mnist-5k"
+_LOADED: dict[Path, clf.Loaded] = {}
+
+
+def load_classifier() -> clf.Loaded:
+    """The cached classifier for the current ``$GANFORGE_CACHE``, loaded once per process."""
+    directory = clf.cache_dir()
+    if directory not in _LOADED:
+        _LOADED[directory] = clf.load_or_train(directory)
+    return _LOADED[directory]
+
+
+def _as_digits(images: Tensor) -> Tensor:
+    """``[N, C, H, W]`` -> ``[N*C, 1, 28, 28]``: every channel is one digit."""
+    n, c = images.shape[:2]
+    digits = images.float().reshape(n * c, 1, *images.shape[2:])
+    if digits.shape[-2:] != (28, 28):
+        digits = F.interpolate(digits, size=(28, 28), mode="bilinear", align_corners=False)
+    return digits.clamp(-1, 1)
+
+
+@torch.no_grad()
+def digit_outputs(images: Tensor) -> tuple[Tensor, Tensor]:
+    """Predicted digits ``[N, C]`` and features ``[N, C*128]`` of images in ``[-1, 1]``."""
+    model = load_classifier().model
+    n, c = images.shape[:2]
+    predictions, features = [], []
+    for chunk in _as_digits(images).split(2048):
+        hidden = model.features(chunk)
+        features.append(hidden)
+        predictions.append(model.head(hidden).argmax(1))
+    return torch.cat(predictions).reshape(n, c), torch.cat(features).reshape(n, -1)
+
+
+def record_provenance(metric: str, n_real: int, n_fake: int) -> None:
+    """Note what produced ``metric``'s latest numbers in the cache's provenance file."""
+    loaded = load_classifier()
+    path = loaded.path.parent / PROVENANCE
+    try:
+        records = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        records = {}
+    records[metric] = {
+        "feature_extractor": f"{clf.NAME} (penultimate layer, {clf.FEATURES} features per channel)",
+        "weights_sha256": loaded.sha256[:16],
+        "classifier_held_out_accuracy": loaded.accuracy,
+        "n_real": n_real,
+        "n_fake": n_fake,
+        "seed": torch.initial_seed(),
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    temporary = path.with_name(f".{PROVENANCE}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
+        os.replace(temporary, path)
+    except OSError:
+        pass  # provenance is a record, not a reason to lose the numbers
+
+
+def real_halves(dataset: Dataset, wanted: int) -> tuple[Tensor, Tensor]:
+    """Two disjoint random subsets of the real images, each of ``min(wanted, N // 2)``."""
+    m = max(1, min(wanted, len(dataset) // 2))
+    order = torch.randperm(len(dataset))
+    return dataset.samples[order[:m]], dataset.samples[order[m : 2 * m]]
+
+
+# -- options -----------------------------------------------------------------------
+
+
+class ClassOptions(Options):
+    samples: int = Field(10_000, ge=1, description="generated samples to classify")
+
+
+class StackedOptions(Options):
+    samples: int = Field(26_000, ge=1, description="generated samples to classify (VEEGAN / PacGAN: 26,000)")
+
+
+class FeatureOptions(Options):
+    samples: int = Field(
+        5_000, ge=2, description="generated samples; capped at half the real set so the real floor has two halves"
+    )
+
+
+class PrecisionRecallOptions(FeatureOptions):
+    k: int = Field(3, ge=1, description="neighbours that set each sample's k-NN radius (paper: 3)")
+
+
+# -- metrics -----------------------------------------------------------------------
+
+
+class DigitClasses(Metric):
+    def __init__(self, options: ClassOptions) -> None:
+        self.options = options
+
+    def compute(self, generate: Callable[[int], Tensor], dataset: Dataset) -> dict[str, float]:
+        digits, _ = digit_outputs(generate(self.options.samples))
+        record_provenance("digit-classes", 0, self.options.samples)
+        pooled = digits.flatten()
+        return {"classes": float(torch.bincount(pooled, minlength=10).gt(0).sum()), "kl": kl_to_uniform(pooled, 10)}
+
+
+class StackedModes(Metric):
+    def __init__(self, options: StackedOptions) -> None:
+        self.options = options
+
+    def compute(self, generate: Callable[[int], Tensor], dataset: Dataset) -> dict[str, float]:
+        digits, _ = digit_outputs(generate(self.options.samples))
+        record_provenance("stacked-modes", 0, self.options.samples)
+        weights = torch.tensor([10 ** (digits.shape[1] - 1 - i) for i in range(digits.shape[1])])
+        modes = (digits * weights).sum(1)
+        total = 10 ** digits.shape[1]
+        return {"modes": float(torch.bincount(modes, minlength=total).gt(0).sum()), "kl": kl_to_uniform(modes, total)}
+
+
+class FeatureMetric(Metric):
+    name = ""
+
+    def __init__(self, options: FeatureOptions) -> None:
+        self.options = options
+
+    def compute(self, generate: Callable[[int], Tensor], dataset: Dataset) -> dict[str, float]:
+        real_a, real_b = real_halves(dataset, self.options.samples)
+        m = len(real_a)
+        _, fa = digit_outputs(real_a)
+        _, fb = digit_outputs(real_b)
+        _, fake = digit_outputs(generate(m))
+        record_provenance(self.name, 2 * m, m)
+        return self.measure(fa, fb, fake)
+
+    def measure(self, real_a: Tensor, real_b: Tensor, fake: Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class ClassifierFID(FeatureMetric):
+    name = "classifier-fid"
+
+    def measure(self, real_a: Tensor, real_b: Tensor, fake: Tensor) -> dict[str, float]:
+        return {"fid": fid(fake, real_a), "real-floor": fid(real_b, real_a), "n": float(len(fake))}
+
+
+class ClassifierKID(FeatureMetric):
+    name = "classifier-kid"
+
+    def measure(self, real_a: Tensor, real_b: Tensor, fake: Tensor) -> dict[str, float]:
+        return {"kid": kid(fake, real_a), "real-floor": kid(real_b, real_a), "n": float(len(fake))}
+
+
+class PrecisionRecall(FeatureMetric):
+    name = "precision-recall"
+
+    def measure(self, real_a: Tensor, real_b: Tensor, fake: Tensor) -> dict[str, float]:
+        k = self.options.k  # type: ignore[attr-defined]
+        precision, recall = precision_recall(real_a, fake, k)
+        floor_precision, floor_recall = precision_recall(real_a, real_b, k)
+        return {
+            "precision": precision,
+            "recall": recall,
+            "real-floor-precision": floor_precision,
+            "real-floor-recall": floor_recall,
+        }
+
+
+def _factory(cls: type[Metric]) -> Callable[[Options, BuildContext], Metric]:
+    return lambda options, ctx: cls(options)  # type: ignore[call-arg]
+
+
+@hookimpl
+def ganforge_register_metrics(register):
+    register(
+        "digit-classes",
+        _factory(DigitClasses),
+        options=ClassOptions,
+        summary="digits the MNIST classifier finds in generated samples (of 10) and KL(class histogram || uniform)",
+        requires={"digits"},
+        paper=CLASSIFIER_PAPER + "; class coverage as in Che et al. 2017, 'Mode regularized GANs'",
+    )
+    register(
+        "stacked-modes",
+        _factory(StackedModes),
+        options=StackedOptions,
+        summary="Stacked MNIST modes covered (of 1,000 digit triples) and KL(mode histogram || uniform)",
+        requires={"stacked-digits"},
+        paper="Srivastava et al. 2017, 'VEEGAN', Table 2; Lin et al. 2018, 'PacGAN', Tables 2-3",
+    )
+    register(
+        "classifier-fid",
+        _factory(ClassifierFID),
+        options=FeatureOptions,
+        summary="FID on the MNIST classifier's features (not Inception), with the real-vs-real floor",
+        requires={"digits"},
+        paper="Heusel et al. 2017, 'GANs trained by a two time-scale update rule' (FID)",
+    )
+    register(
+        "classifier-kid",
+        _factory(ClassifierKID),
+        options=FeatureOptions,
+        summary="KID (unbiased cubic-kernel MMD²) on the MNIST classifier's features, with the real floor",
+        requires={"digits"},
+        paper="Bińkowski et al. 2018, 'Demystifying MMD GANs' (KID)",
+    )
+    register(
+        "precision-recall",
+        _factory(PrecisionRecall),
+        options=PrecisionRecallOptions,
+        summary="k-NN precision (fidelity) and recall (coverage) on the MNIST classifier's features",
+        requires={"digits"},
+        paper="Kynkäänniemi et al. 2019, 'Improved precision and recall metric for assessing generative models'",
+    )

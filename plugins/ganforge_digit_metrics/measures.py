@@ -1,0 +1,67 @@
+"""The arithmetic of the digit metrics on feature matrices; torch only, no ganforge_core.
+
+* ``fid``: Fréchet distance between Gaussians fitted to two feature sets.
+* ``kid``: unbiased MMD² with the cubic polynomial kernel ``(x·y/d + 1)³``,
+  averaged over random subsets (Bińkowski et al. 2018).
+* ``precision_recall``: k-NN manifold precision and recall (Kynkäänniemi et al. 2019).
+* ``kl_to_uniform``: KL(histogram || uniform over ``k`` classes), with 0 log 0 = 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def kl_to_uniform(classes: Tensor, k: int) -> float:
+    counts = torch.bincount(classes, minlength=k).double()
+    p = counts[counts > 0] / counts.sum()
+    return float((p * (p * k).log()).sum())
+
+
+def fid(a: Tensor, b: Tensor) -> float:
+    a, b = a.double(), b.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    values, vectors = torch.linalg.eigh(cov_a)
+    root_a = vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
+    middle = root_a @ cov_b @ root_a
+    trace_root = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0).sqrt().sum()
+    value = (mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * trace_root
+    return float(value.clamp(min=0))
+
+
+def kid(a: Tensor, b: Tensor, subsets: int = 10, subset_size: int = 1000) -> float:
+    a, b = a.double(), b.double()
+    m = min(subset_size, len(a), len(b))
+    if m < 2:
+        return math.nan
+    d = a.shape[1]
+    total = 0.0
+    for _ in range(subsets):
+        x = a[torch.randperm(len(a))[:m]]
+        y = b[torch.randperm(len(b))[:m]]
+        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3), ((y @ y.T / d + 1) ** 3), ((x @ y.T / d + 1) ** 3)
+        off = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+        total += float(off - 2 * kxy.mean())
+    return total / subsets
+
+
+def _kth_distance(x: Tensor, k: int) -> Tensor:
+    """Distance from each row of x to its k-th nearest other row."""
+    return torch.cat([torch.cdist(chunk, x).kthvalue(k + 1, dim=1).values for chunk in x.split(1024)])
+
+
+def _covered(queries: Tensor, anchors: Tensor, radii: Tensor) -> Tensor:
+    """For each query: inside the k-NN ball of at least one anchor."""
+    return torch.cat([(torch.cdist(chunk, anchors) <= radii).any(dim=1) for chunk in queries.split(1024)])
+
+
+def precision_recall(real: Tensor, fake: Tensor, k: int = 3) -> tuple[float, float]:
+    real, fake = real.double(), fake.double()
+    k = min(k, len(real) - 1, len(fake) - 1)
+    precision = _covered(fake, real, _kth_distance(real, k)).double().mean()
+    recall = _covered(real, fake, _kth_distance(fake, k)).double().mean()
+    return float(precision), float(recall)

@@ -1,0 +1,75 @@
+"""``ganforge bench``: recipes are valid runs, the statistics are right, the command writes a run per seed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ganforge_core import RunConfig, get_registry, resolve
+from ganforge_core import bench
+from ganforge_core.cli import app
+
+
+@pytest.mark.parametrize("recipe", sorted(bench.RECIPES))
+@pytest.mark.parametrize("dataset", bench.DATASETS)
+def test_every_recipe_resolves_to_the_pacgan_setup(recipe: str, dataset: str, tmp_path: Path) -> None:
+    plan = resolve(RunConfig.model_validate(bench.recipe_config(recipe, dataset, 0, 10, tmp_path)), get_registry())
+    config = plan.config
+    assert (config.generator.name, config.discriminator.name, config.loss.name) == ("mlp", "mlp", "non-saturating")
+    assert (config.lr_g, config.lr_d, tuple(config.betas), config.batch_size) == (1e-4, 1e-4, (0.8, 0.999), 100)
+    assert config.generator.options["hidden"] == 400 and config.generator.options["depth"] == 4
+    assert config.discriminator.options["hidden"] == 200 and config.discriminator.options["pieces"] == 5
+    assert [m.name for m in config.metrics] == ["mixture-modes"]
+    packing = [r.options["m"] for r in config.regularizers if r.name == "packing"]
+    assert packing == ({"gan": [], "pacgan2": [2], "pacgan4": [4]}[recipe])
+
+
+def test_mean_and_standard_error() -> None:
+    assert bench.mean_and_error([1.0, 2.0, 3.0]) == (2.0, pytest.approx(1 / math.sqrt(3)))
+    assert bench.mean_and_error([5.0]) == (5.0, None)
+
+
+def test_table_puts_our_row_beside_the_published_ones() -> None:
+    report = {"dataset": "grid-25", "recipe": "gan", "seeds": 2, "steps": 9,
+              "mean": {"modes": 20.0, "hq": 90.0, "reverse-kl": 0.5},
+              "stderr": {"modes": 1.0, "hq": 2.0, "reverse-kl": 0.1}}  # fmt: skip
+    text = bench.table(report)
+    assert "| ganforge gan (2 seeds, 9 steps)" in text and "20.0±1.0" in text and "0.50±0.10" in text
+    assert "PacGAN paper: PacGAN4" in text and "24.8±0.2" in text
+    assert "VEEGAN paper: VEEGAN" in text and "40.0" in text
+
+
+def test_bench_command_trains_each_seed_into_its_run_directory(tmp_path: Path) -> None:
+    args = ["bench", "ring-8", "--seeds", "2", "--steps", "3", "--recipe", "pacgan2", "--runs-dir", str(tmp_path), "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["seeds"] == 2 and report["recipe"] == "pacgan2" and len(report["per_seed"]) == 2
+    for seed in range(2):
+        run = tmp_path / "bench-ring-8-pacgan2" / f"seed-{seed}"
+        assert json.loads((run / "results.json").read_text())["mixture-modes/modes"] == report["per_seed"][seed][
+            "mixture-modes/modes"
+        ]
+    assert set(report["mean"]) == {"modes", "hq", "reverse-kl"} and 0 <= report["mean"]["hq"] <= 100
+    assert "PacGAN paper: GAN" in report["anchors"]
+
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "--fresh" in again.output and "Traceback" not in again.output
+    table = CliRunner().invoke(app, [*args[:-1], "--fresh", "--seeds", "1"])
+    assert table.exit_code == 0, table.output
+    assert "| ganforge pacgan2 (1 seeds, 3 steps)" in table.output and "PacGAN paper: PacGAN2" in table.output
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [(["bench", "mnist-5k"], ["ring-8", "grid-25"]), (["bench", "ring-8", "--recipe", "wgan"], ["gan", "pacgan4"])],
+)
+def test_bench_refuses_bad_input_in_one_line(args: list[str], words: list[str]) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and all(w in lines[0] for w in words)
