@@ -32,10 +32,6 @@ class BatchSampler:
         self._position = 0
         self.epoch = 0
 
-    @property
-    def batches_per_epoch(self) -> int:
-        return self.samples.shape[0] // self.batch_size
-
     def next(self) -> Tensor:
         return self.draw().samples
 

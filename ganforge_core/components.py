@@ -93,13 +93,12 @@ class Recommendation:
 @dataclass(frozen=True)
 class ResolveContext:
     """What option validators may look at: the loss's, dataset's and (for networks) the
-    regularizers' traits, the batch size, and whether the run is conditional."""
+    regularizers' traits, and the batch size."""
 
     loss_traits: frozenset[str] = frozenset()
     data_traits: frozenset[str] = frozenset()
     recommendation: Recommendation = Recommendation()
     batch_size: int = 64
-    conditional: bool = False
     regularizer_traits: frozenset[str] = frozenset()
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ganforge_core.components import Options, Recommendation, ResolveContext, ScheduleOptions
+from ganforge_core.components import Kind, Options, Recommendation, ResolveContext, ScheduleOptions
 from ganforge_core.errors import ConfigError
 from ganforge_core.registry import Component, Registry
 
@@ -206,9 +206,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
     dataset = _choose(registry, "dataset", config.dataset, ResolveContext())
     loss = _choose(registry, "loss", config.loss, ResolveContext(data_traits=dataset.traits))
     recommendation = loss.component.recommends or Recommendation()
-    context = ResolveContext(
-        loss.traits, dataset.traits, recommendation, batch_size=config.batch_size, conditional=config.conditional
-    )
+    context = ResolveContext(loss.traits, dataset.traits, recommendation, batch_size=config.batch_size)
     regularizers = tuple(_choose(registry, "regularizer", c, context) for c in config.regularizers)
     # Networks may adapt to the regularizers (a critic without BatchNorm under r1, say).
     context = dataclasses.replace(
@@ -251,10 +249,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
     return Plan(**{**plan.__dict__, "config": final})
 
 
-KindName = Literal["generator", "discriminator", "loss", "regularizer", "scheduler", "dataset", "metric"]
-
-
-def _choose(registry: Registry, kind: KindName, choice: Choice, context: ResolveContext) -> Chosen:
+def _choose(registry: Registry, kind: Kind, choice: Choice, context: ResolveContext) -> Chosen:
     component = registry.get(kind, choice.name)
     return Chosen(component, component.validate(choice.options, context))
 
