@@ -18,9 +18,6 @@ written to ``metrics-provenance.json`` in the classifier's cache directory.
 
 from __future__ import annotations
 
-import datetime
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,9 +28,16 @@ from torch import Tensor
 
 from ganforge_core import BuildContext, Dataset, Metric, Options, hookimpl
 from ganforge_digit_metrics import classifier as clf
-from ganforge_digit_metrics.measures import fid, kid, kl_to_uniform, precision_recall
+from ganforge_digit_metrics import provenance
+from ganforge_digit_metrics.measures import (
+    fid,
+    kid,
+    kl_to_uniform,
+    precision_recall,
+    real_halves,
+)
 
-PROVENANCE = "metrics-provenance.json"
+PROVENANCE = provenance.FILE
 CLASSIFIER_PAPER = "ganforge's own MNIST classifier (two conv layers, 128 features), trained on mnist-5k"
 _LOADED: dict[Path, clf.Loaded] = {}
 
@@ -71,33 +75,14 @@ def digit_outputs(images: Tensor) -> tuple[Tensor, Tensor]:
 def record_provenance(metric: str, n_real: int, n_fake: int) -> None:
     """Note what produced ``metric``'s latest numbers in the cache's provenance file."""
     loaded = load_classifier()
-    path = loaded.path.parent / PROVENANCE
-    try:
-        records = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        records = {}
-    records[metric] = {
+    fields = {
         "feature_extractor": f"{clf.NAME} (penultimate layer, {clf.FEATURES} features per channel)",
         "weights_sha256": loaded.sha256[:16],
         "classifier_held_out_accuracy": loaded.accuracy,
         "n_real": n_real,
         "n_fake": n_fake,
-        "seed": torch.initial_seed(),
-        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    temporary = path.with_name(f".{PROVENANCE}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(json.dumps(records, indent=2, sort_keys=True) + "\n")
-        os.replace(temporary, path)
-    except OSError:
-        pass  # provenance is a record, not a reason to lose the numbers
-
-
-def real_halves(dataset: Dataset, wanted: int) -> tuple[Tensor, Tensor]:
-    """Two disjoint random subsets of the real images, each of ``min(wanted, N // 2)``."""
-    m = max(1, min(wanted, len(dataset) // 2))
-    order = torch.randperm(len(dataset))
-    return dataset.samples[order[:m]], dataset.samples[order[m : 2 * m]]
+    provenance.record(metric, fields, loaded.path.parent)
 
 
 # -- options -----------------------------------------------------------------------
@@ -155,7 +140,7 @@ class FeatureMetric(Metric):
         self.options = options
 
     def compute(self, generate: Callable[[int], Tensor], dataset: Dataset) -> dict[str, float]:
-        real_a, real_b = real_halves(dataset, self.options.samples)
+        real_a, real_b = real_halves(dataset.samples, self.options.samples)
         m = len(real_a)
         _, fa = digit_outputs(real_a)
         _, fb = digit_outputs(real_b)

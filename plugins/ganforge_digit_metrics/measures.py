@@ -1,10 +1,13 @@
-"""The arithmetic of the digit metrics on feature matrices; torch only, no ganforge_core.
+"""The arithmetic of the feature metrics on feature matrices; torch only, no ganforge_core.
+
+Shared by ``ganforge_digit_metrics`` and ``ganforge_inception``.
 
 * ``fid``: Fréchet distance between Gaussians fitted to two feature sets.
 * ``kid``: unbiased MMD² with the cubic polynomial kernel ``(x·y/d + 1)³``,
   averaged over random subsets (Bińkowski et al. 2018).
 * ``precision_recall``: k-NN manifold precision and recall (Kynkäänniemi et al. 2019).
 * ``kl_to_uniform``: KL(histogram || uniform over ``k`` classes), with 0 log 0 = 0.
+* ``real_halves``: two disjoint random subsets of the real data, for the real-vs-real floor.
 """
 
 from __future__ import annotations
@@ -13,6 +16,13 @@ import math
 
 import torch
 from torch import Tensor
+
+
+def real_halves(samples: Tensor, wanted: int) -> tuple[Tensor, Tensor]:
+    """Two disjoint random subsets of ``samples``, each of ``min(wanted, N // 2)`` (at least 1)."""
+    m = max(1, min(wanted, len(samples) // 2))
+    order = torch.randperm(len(samples))
+    return samples[order[:m]], samples[order[m : 2 * m]]
 
 
 def kl_to_uniform(classes: Tensor, k: int) -> float:
