@@ -19,14 +19,30 @@ class Batch(NamedTuple):
 
 
 class BatchSampler:
-    """Shuffled batches without replacement, a new permutation per epoch; drops the tail."""
+    """Shuffled batches without replacement, a new permutation per epoch; drops the tail.
 
-    def __init__(self, samples: Tensor, batch_size: int, seed: int, labels: Tensor | None = None) -> None:
+    ``shard=(rank, ranks)``: ``batch_size`` is the global batch, drawn from the same
+    permutation on every rank, and this rank gets its contiguous slice of it
+    (``batch_size // ranks`` samples). The state does not depend on the shard.
+    """
+
+    def __init__(
+        self,
+        samples: Tensor,
+        batch_size: int,
+        seed: int,
+        labels: Tensor | None = None,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
         if batch_size > samples.shape[0]:
             raise ValueError(f"batch size {batch_size} exceeds the dataset's {samples.shape[0]} samples")
+        rank, ranks = shard
+        if batch_size % ranks or not 0 <= rank < ranks:
+            raise ValueError(f"batch size {batch_size} does not split into {ranks} shards")
         self.samples = samples
         self.labels = labels
         self.batch_size = batch_size
+        self._slice = slice(rank * (batch_size // ranks), (rank + 1) * (batch_size // ranks)) if ranks > 1 else None
         self.generator = torch.Generator().manual_seed(seed)
         self._order: Tensor | None = None
         self._position = 0
@@ -47,6 +63,8 @@ class BatchSampler:
             self.epoch += 1
         index = self._order[self._position : self._position + self.batch_size]
         self._position += self.batch_size
+        if self._slice is not None:
+            index = index[self._slice]
         if out is not None:
             torch.index_select(self.samples, 0, index, out=out.samples)
             if self.labels is not None and out.labels is not None:

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ganforge_core.batches import Batch, BatchSampler
 from ganforge_core.components import DContext, GContext, Loss, Regularizer, Schedule, Targets
+from ganforge_core.distributed import SOLO, World
 
 GRAPH_WARMUP = 3
 PHASES = ("D", "G")
@@ -50,6 +51,13 @@ class Engine:
     autocast_dtype: torch.dtype | None = None
     cuda_graph: bool = False
     skip_nonfinite: bool = False
+    # Distributed training (see ganforge_core.distributed): the DDP wrappers that run
+    # the phases whose gradients are averaged (D in the D phase, G in the G phase), and
+    # the latent stream shared by all ranks (each draws the global batch, keeps its slice).
+    world: World = SOLO
+    train_generator: nn.Module | None = None
+    train_discriminator: nn.Module | None = None
+    latent_source: torch.Generator | None = None
 
     def __post_init__(self) -> None:
         targets = Targets()
@@ -132,7 +140,8 @@ class Engine:
         if not self._sums or not self._summed_steps:
             return {}
         keys = list(self._sums)
-        means = torch.stack([self._sums[k] for k in keys]).div(self._summed_steps).tolist()
+        stacked = torch.stack([self._sums[k] for k in keys]).div(self._summed_steps)
+        means = self.world.mean_(stacked).tolist()  # over the ranks: the global batch's means
         for total in self._sums.values():
             total.zero_()
         self._summed_steps = 0
@@ -148,6 +157,10 @@ class Engine:
     def failure(self, first_step: int) -> tuple[int, str] | None:
         """(step, phase) of the first non-finite loss since ``first_step``, else None. Syncs."""
         step, phase = self._first_failure.tolist()
+        if self.world.distributed:  # the earliest failure on any rank, agreed by all
+            never = 2**62
+            code = self.world.minimum([step * 2 + phase if step >= 0 else never], self.device)[0]
+            step, phase = (-1, 0) if code == never else divmod(code, 2)
         return None if step < 0 else (first_step + step + 1, PHASES[phase])
 
     def _capture(self, reals: list[Batch], step: int) -> dict[str, Tensor]:
@@ -165,7 +178,7 @@ class Engine:
         """One D update. Conditional runs pass the real batch's labels; fakes share them."""
         progress = step / self.total_steps
         self.discriminator.requires_grad_(True)
-        critic = self._critic(labels)
+        critic = self._critic(labels, self.train_discriminator)
         with self._autocast():
             with torch.no_grad():
                 fake = self._generate(real.shape[0], labels)
@@ -210,7 +223,7 @@ class Engine:
         critic = self._critic(labels)
         try:
             with self._autocast():
-                fake = self._generate(real.shape[0], labels)
+                fake = self._generate(real.shape[0], labels, self.train_generator)
                 fake_logits = critic(self._d_input(fake, progress)).float()
                 ctx = GContext(
                     real_logits=lambda: critic(self._d_input(real, progress)).float(),
@@ -234,7 +247,7 @@ class Engine:
 
     def _drop(self, loss: Tensor, phase: str) -> bool:
         """With ``skip_nonfinite``, whether to drop this update (a host sync per phase)."""
-        if not self.skip_nonfinite or bool(torch.isfinite(loss)):
+        if not self.skip_nonfinite or self.world.all_finite(loss):  # all ranks skip together
             return False
         self.skipped[phase] += 1
         return True
@@ -242,14 +255,23 @@ class Engine:
     def latents(self, n: int) -> Tensor:
         return torch.randn(n, self.z_dim, device=self.device)
 
-    def _generate(self, n: int, labels: Tensor | None) -> Tensor:
-        z = self.latents(n)
-        return self.generator(z) if labels is None else self.generator(z, labels)
+    def _training_latents(self, n: int) -> Tensor:
+        if self.latent_source is None:
+            return self.latents(n)
+        # Every rank draws the global batch from the same stream and keeps its slice.
+        z = torch.randn(n * self.world.size, self.z_dim, device=self.device, generator=self.latent_source)
+        return z[self.world.rank * n : (self.world.rank + 1) * n]
 
-    def _critic(self, labels: Tensor | None) -> Callable[[Tensor], Tensor]:
+    def _generate(self, n: int, labels: Tensor | None, network: nn.Module | None = None) -> Tensor:
+        z = self._training_latents(n)
+        generator = self.generator if network is None else network
+        return generator(z) if labels is None else generator(z, labels)
+
+    def _critic(self, labels: Tensor | None, network: nn.Module | None = None) -> Callable[[Tensor], Tensor]:
+        discriminator = self.discriminator if network is None else network
         if labels is None:
-            return self.discriminator
-        return functools.partial(self.discriminator, labels=labels)
+            return discriminator
+        return functools.partial(discriminator, labels=labels)
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.autocast_dtype is None:
