@@ -11,6 +11,7 @@ import sys
 import typer
 
 from ganforge_core import bench as _bench
+from ganforge_core.commands import export as _export
 from ganforge_core.commands import inspection as _inspection
 from ganforge_core.commands import training as _training
 from ganforge_core.commands.common import COMPONENT_HELP, FLAGS
@@ -38,6 +39,7 @@ app.add_typer(config_app)
 app.command()(_inspection.plugins)
 app.command()(_inspection.sample)
 app.command("eval")(_inspection.evaluate)
+app.command("export")(_export.export)
 app.command("bench")(_bench.command)
 docs_app = typer.Typer(name="docs", help="Generate documentation pages.", hidden=True, no_args_is_help=True)
 app.add_typer(docs_app)

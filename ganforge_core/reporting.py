@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -29,8 +30,12 @@ class MetricsLog:
 
 
 def format_stats(stats: dict[str, float]) -> str:
-    shown = ("loss/d", "loss/g", "d/real", "d/fake", "loss/gp", "img/s")
+    shown = ("loss/d", "loss/g", "d/real", "d/fake", "loss/gp", "img/s", "lr/g", "lr/d")
     return "  ".join(f"{k}={stats[k]:.3g}" for k in shown if k in stats)
+
+
+# What the live view shows of the logged statistics, and as what.
+LIVE_STATS = (("loss/d", "loss D"), ("loss/g", "G"), ("d/real", "D(x)"), ("d/fake", "D(G(z))"), ("loss/gp", "gp"))
 
 
 def _duration(seconds: float) -> str:
@@ -42,60 +47,104 @@ def _duration(seconds: float) -> str:
 
 
 class ProgressView:
-    """A rich progress bar with ETA on a terminal; plain periodic lines elsewhere."""
+    """What a run shows while it trains.
 
-    def __init__(self, total: int, start: int, live: bool | None = None, quiet: bool = False) -> None:
+    On a terminal (``live``): a rich progress bar with ETA, and under it the latest
+    logged D and G losses, D(x), D(G(z)), img/s, both learning rates and the last
+    checkpoint; warnings (the health monitors' included) print above it. Elsewhere:
+    one plain line per log interval, with the learning rates and the last checkpoint.
+    ``quiet`` shows nothing. ``console``: the rich console of the live view (tests capture it).
+    """
+
+    def __init__(
+        self, total: int, start: int, live: bool | None = None, quiet: bool = False, console: Any = None
+    ) -> None:
         self.total, self.start, self.quiet = total, start, quiet
         self.live = (sys.stderr.isatty() if live is None else live) and not quiet
         self._started = time.perf_counter()
         self._bar: Any = None
+        self.stats: dict[str, float] = {}
+        self.last_checkpoint: tuple[int, Path] | None = None
         if self.live:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("[bold]training"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[stats]}"),
-                transient=False,
-            )
-            self._task = self._bar.add_task("train", total=total, completed=start, stats="")
+            self._bar = _live_progress(self.status, console)
+            self._task = self._bar.add_task("train", total=total, completed=start)
             self._bar.start()
 
     def update(self, step: int, stats: dict[str, float]) -> None:
+        self.stats = dict(stats)
         if self.quiet:
             return
         if self._bar is not None:
-            self._bar.update(self._task, completed=step, stats=format_stats(stats))
+            self._bar.update(self._task, completed=step)
             return
         elapsed = time.perf_counter() - self._started
         rate = (step - self.start) / elapsed if elapsed > 0 else 0.0
         eta = (self.total - step) / rate if rate > 0 else float("inf")
+        saved = f"  checkpoint {self.last_checkpoint[0]}" if self.last_checkpoint else ""
         print(
-            f"step {step}/{self.total}  {format_stats(stats)}  eta {_duration(eta)}",
+            f"step {step}/{self.total}  {format_stats(stats)}{saved}  eta {_duration(eta)}",
             file=sys.stderr,
             flush=True,
         )
 
+    def saved(self, step: int, path: Path) -> Path:
+        """Note the checkpoint just written (shown from now on); returns ``path``."""
+        self.last_checkpoint = (step, path)
+        if self._bar is not None:
+            self._bar.refresh()
+        return path
+
+    def status(self) -> str:
+        """The live view's lines under the bar."""
+        stats = self.stats
+        numbers = "  ".join(f"{label} {stats[key]:.3g}" for key, label in LIVE_STATS if key in stats)
+        if "img/s" in stats:
+            numbers += f"  {stats['img/s']:,.0f} img/s"
+        rates = f"lr G {stats['lr/g']:.3g}  D {stats['lr/d']:.3g}" if "lr/g" in stats and "lr/d" in stats else "lr -"
+        if self.last_checkpoint is None:
+            saved = "no checkpoint yet"
+        else:
+            saved = f"checkpoint step {self.last_checkpoint[0]}: {self.last_checkpoint[1]}"
+        return f"  {numbers or 'no statistics logged yet'}\n  {rates}  |  {saved}"
+
     def message(self, text: str) -> None:
         if self._bar is not None:
-            self._bar.console.print(text)
+            self._bar.console.print(text, markup=False, highlight=False)
         elif not self.quiet:
             print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+def _live_progress(status: Any, console: Any) -> Any:
+    """A rich Progress that renders ``status()`` (plain text) under its bar."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class LiveProgress(Progress):
+        def get_renderables(self) -> Any:
+            yield self.make_tasks_table(self.tasks)
+            yield Text(status(), no_wrap=True, overflow="ellipsis")
+
+    return LiveProgress(
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 def save_samples(samples: Tensor, path: Path, data_info: dict[str, Any], columns: int | None = None) -> None:
@@ -138,6 +187,59 @@ def scatter_image(points: Tensor, means: Tensor | None, side: int = 512) -> Tens
             for r, c in ((rows + d, cols), (rows, cols + d)):
                 image[:, r.clamp(0, side - 1), c.clamp(0, side - 1)] = torch.tensor([0.9, 0.1, 0.1])[:, None]
     return image
+
+
+# One colour per interpolation path (matplotlib's tab10, less red: red marks the modes).
+PATH_COLOURS = (
+    (0.12, 0.47, 0.71),
+    (1.0, 0.5, 0.05),
+    (0.17, 0.63, 0.17),
+    (0.58, 0.4, 0.74),
+    (0.55, 0.34, 0.29),
+    (0.89, 0.47, 0.76),
+    (0.5, 0.5, 0.5),
+    (0.74, 0.74, 0.13),
+)
+
+
+def path_image(paths: Tensor, means: Tensor | None, side: int = 512) -> Tensor:
+    """Latent interpolations of a 2D generator ([rows, K, 2]) drawn over the true modes.
+
+    Each row is a polyline in its own colour through its K points; its first point
+    is a black square and its last a square in the row's colour. Red crosses mark
+    the modes, framed as in :func:`scatter_image`.
+    """
+    paths = paths.detach().float().cpu()
+    reference = means if means is not None else paths.reshape(-1, 2)
+    image = scatter_image(paths.reshape(-1, 2)[:0], means, side) if means is not None else torch.ones(3, side, side)
+    low, high = reference.min(0).values, reference.max(0).values
+    span = (high - low).max().clamp(min=1e-6)
+    centre, scale = (high + low) / 2, (side - 1) / (span * 1.3)
+
+    def paint(points: Tensor, colour: tuple[float, ...], radius: int = 0) -> None:
+        xy = ((points - centre) * scale + (side - 1) / 2).round().long()
+        for dr in range(-radius, radius + 1):
+            for dc in range(-radius, radius + 1):
+                rows, cols = side - 1 - xy[:, 1] + dr, xy[:, 0] + dc
+                inside = (rows >= 0) & (rows < side) & (cols >= 0) & (cols < side)
+                image[:, rows[inside], cols[inside]] = torch.tensor(colour)[:, None]
+
+    for index, path in enumerate(paths):
+        colour = PATH_COLOURS[index % len(PATH_COLOURS)]
+        fine = torch.linspace(0, 1, side)[:, None]
+        segments = [a + fine * (b - a) for a, b in itertools.pairwise(path)]
+        paint(torch.cat(segments) if segments else path, colour)
+        paint(path, colour, radius=1)
+        paint(path[:1], (0.0, 0.0, 0.0), radius=3)
+        paint(path[-1:], colour, radius=3)
+    return image
+
+
+def save_paths(walks: Tensor, path: Path, data_info: dict[str, Any]) -> None:
+    """A PNG of :func:`path_image` for 2D interpolations ``walks`` ([rows, K, 2])."""
+    from torchvision.utils import save_image
+
+    save_image(path_image(walks, data_info.get("means")), path)
 
 
 def write_config_files(run_dir: Path, config: Any) -> None:

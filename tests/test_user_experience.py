@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
-from ganforge_core import RunConfig, get_registry, resolve
+from ganforge_core import RunConfig, get_registry, hookimpl, resolve
 from ganforge_core import checkpoint as ckpt
 from ganforge_core.cli import app
 from ganforge_core.clidocs import cli_reference
@@ -375,3 +375,70 @@ def test_readme_lists_the_new_docs_and_commands() -> None:
     assert os.path.exists(ROOT / "docs" / "quickstart.md") and "ganforge_tensorboard" in (
         ROOT / "pyproject.toml"
     ).read_text()
+
+
+# -- the progress view -----------------------------------------------------------
+
+LIVE = ["--lr-g", "0.0003", "--lr-d", "0.0001"]
+
+
+class Warner:
+    """A plugin whose step hook warns through run.warn, as the health monitors do."""
+
+    @hookimpl
+    def ganforge_step_end(self, run: Any, step: int, stats: dict[str, float]) -> None:
+        if step == 4:
+            run.warn("test-monitor: D is winning [hint]")
+
+
+def test_the_live_view_shows_losses_rates_checkpoint_and_warnings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functools
+    import io
+
+    from rich.console import Console
+
+    from ganforge_core import session
+    from ganforge_core.plugins import Plugins
+    from ganforge_core.reporting import ProgressView
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=200, color_system=None)
+    monkeypatch.setattr(session, "ProgressView", functools.partial(ProgressView, console=console))
+    config = RunConfig(
+        generator="mlp:hidden=8,depth=1",
+        discriminator="mlp:hidden=8,depth=1",
+        dataset="ring-8:n=256",
+        steps=6,
+        log_every=2,
+        sample_every=0,
+        checkpoint_every=3,
+        lr_g=3e-4,
+        lr_d=1e-4,
+        device="cpu",
+        out=tmp_path / "r",
+    )
+    session.train(config, live=True, plugins=Plugins(extra=[("warner", Warner())]))
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())  # cursor movements
+    final = shown[shown.rindex("training") :]  # the last frame of the view
+    assert "6/6" in final and "eta" in final
+    for needle in ("loss D ", " G ", "D(x) ", "D(G(z)) ", " img/s", "lr G 0.0003  D 0.0001"):
+        assert needle in final, (needle, final)
+    assert f"checkpoint step 6: {tmp_path / 'r' / 'checkpoint-00000006.pt'}" in final
+    assert "warning: test-monitor: D is winning [hint]" in shown, "warnings print above the view, markup intact"
+    frames = shown.split("training ")
+    assert any("checkpoint step 3:" in frame for frame in frames), "the view showed the step-3 checkpoint"
+
+
+def test_plain_lines_carry_the_learning_rates_and_the_last_checkpoint(in_tmp: Path) -> None:
+    result = ok("run", *TINY, *SHORT, *LIVE, "--sched", "linear-decay", "--out", "r")
+    lines = [line for line in result.output.splitlines() if line.startswith("step ")]
+    assert len(lines) == 3 and "lr/g=" in lines[0] and "lr/d=" in lines[0], result.output
+    assert "checkpoint" not in lines[0] and "checkpoint 3" in lines[1]
+    logged = [json.loads(line) for line in (in_tmp / "r" / "metrics.jsonl").read_text().splitlines()]
+    rates = [(r["lr/g"], r["lr/d"]) for r in logged if "lr/g" in r]
+    assert len(rates) == 3 and rates[0][0] > rates[-1][0] and rates[0][1] > rates[-1][1], "the schedule's rates"
+    assert all(math.isclose(g / d, 3.0, rel_tol=1e-6) for g, d in rates)
+    quiet = ok("run", *TINY, *SHORT, "--out", "q", "-q")
+    assert not [line for line in quiet.output.splitlines() if line.startswith("step ")]

@@ -30,32 +30,55 @@ def plugins(
 
 def sample(
     source: Annotated[Path, typer.Argument(help="A run directory (its newest checkpoint) or a checkpoint file.")],
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 64,
+    n: Annotated[
+        int | None,
+        typer.Option("--n", min=1, help="Number of samples, or of rows with --interpolate. [default: 64; 8 rows]"),
+    ] = None,
     out: Annotated[Path, typer.Option(help="A .png grid (or 2D scatter), or raw samples as .pt or .npy.")] = Path(
         "samples.png"
     ),
     seed: Annotated[int, typer.Option(help="Seed of the latents.")] = 0,
     label: Annotated[int | None, typer.Option(help="Class of every sample (conditional runs).")] = None,
+    interpolate: Annotated[
+        int | None,
+        typer.Option(
+            "--interpolate",
+            metavar="K",
+            help="Rows of K samples along a spherical path between two latents (the first and last "
+            "columns are samples 1..N and N+1..2N of --n 2N). .pt/.npy hold [N, K, *data shape]; "
+            "for 2D data the .png draws the paths over the modes.",
+        ),
+    ] = None,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the run keeps one.")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Draw samples from a trained generator."""
+    """Draw samples from a trained generator, or interpolations between latents (--interpolate K)."""
     if out.suffix not in {".png", ".pt", ".npy"}:
         raise fail(f"--out must end in .png, .pt or .npy, not '{out.suffix or out.name}'")
+    if interpolate is not None and interpolate < 2:
+        raise fail(f"--interpolate must be at least 2 (the two ends of each row), got {interpolate}")
     with user_errors():
         from ganforge_core.plugins import get_plugins
         from ganforge_core.run import load_run
 
         run = load_run(source, get_plugins(), device)
-        samples = run.draw(n, seed=seed, label=label, ema=ema)
+        if interpolate is None:
+            n = 64 if n is None else n
+            samples = run.draw(n, seed=seed, label=label, ema=ema)
+        else:
+            n = 8 if n is None else n
+            samples = run.interpolate(n, interpolate, seed=seed, label=label, ema=ema)
         run.write_samples(samples, out)
-    typer.echo(f"wrote {n} samples to {out}")
+    if interpolate is None:
+        typer.echo(f"wrote {n} samples to {out}")
+    else:
+        typer.echo(f"wrote {n} interpolations of {interpolate} steps to {out} (shape {list(samples.shape)})")
 
 
 def evaluate(
     source: Annotated[Path, typer.Argument(help="A run directory (its newest checkpoint) or a checkpoint file.")],
     metric: Annotated[
-        list[str] | None, typer.Option("--metric", help="Metric; repeat. [default: the run's metrics]")
+        list[str] | None, typer.Option("--metric", help="Metric as NAME[:key=value,...]; repeat. [default: the run's metrics]")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
