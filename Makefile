@@ -1,11 +1,12 @@
 # Two commands on a fresh machine: `make run` trains the default GAN, `make test`
 # runs the test suite. Both create (or reuse) the virtual environment .venv.
+# `make docs` builds the documentation site (mkdocs.yml) into site/.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast clean
+.PHONY: run test test-fast docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,5 +24,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow" $(ARGS)
 
+# --strict: a broken link or anchor, or a page missing from the nav, fails the build
+# (the test suite builds the site the same way, in tests/test_docs_site.py).
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict $(ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info runs .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info runs site .pytest_cache .hypothesis

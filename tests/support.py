@@ -13,21 +13,14 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ganforge_core import Component, ConfigError, Dataset, Registry, RunConfig, get_registry, resolve
+from ganforge_core import Component, ConfigError, Dataset, Registry, RunConfig, get_registry, resolve, testing
 from ganforge_core.config import Plan
+from ganforge_core.testing import build_context, default_traits
 from fake_datasets import shared_fake_root
 
-# Values that keep networks, datasets and metrics tiny, keyed by option name.
-# ``size=16`` keeps DCGAN's normalised inner layer (16 -> 8 -> 4) while staying small.
+# The values plugin authors' checks use (ganforge_core.testing.SMALL_VALUES), and:
 SMALL_VALUES: Mapping[str, Any] = {
-    "hidden": 8,
-    "depth": 1,
-    "width": 4,
-    "z_dim": 4,
-    "pieces": 2,
-    "n": 256,
-    "size": 16,
-    "samples": 256,
+    **testing.SMALL_VALUES,
     # Datasets read from files (mnist, fashion-mnist, cifar10, folder) read tiny fake ones.
     "root": str(shared_fake_root()),
 }
@@ -39,21 +32,7 @@ def component_id(component: Component) -> str:
 
 def small_options(component: Component, **extra: Any) -> dict[str, Any]:
     """The SMALL_VALUES (plus ``extra``) this component has as fields and accepts."""
-    fields = component.options.model_fields
-    wanted = {k: v for k, v in {**SMALL_VALUES, **extra}.items() if k in fields}
-    try:
-        component.validate(wanted)
-        return wanted
-    except ConfigError:
-        pass
-    accepted: dict[str, Any] = {}
-    for key, value in wanted.items():
-        try:
-            component.validate({**accepted, key: value})
-        except ConfigError:
-            continue
-        accepted[key] = value
-    return accepted
+    return testing.small_options(component, SMALL_VALUES, **extra)
 
 
 def choice(component: Component, **extra: Any) -> dict[str, Any]:
@@ -61,34 +40,10 @@ def choice(component: Component, **extra: Any) -> dict[str, Any]:
     return {"name": component.name, "options": small_options(component, **extra)}
 
 
-def default_traits(component: Component) -> frozenset[str]:
-    return component.traits(component.validate({}))
-
-
 def datasets_supporting(component: Component, registry: Registry | None = None) -> list[Component]:
     """Registered datasets whose traits meet the component's ``requires``."""
     registry = registry or get_registry()
     return [d for d in registry.all("dataset") if component.requires <= default_traits(d)]
-
-
-def build_context(data_shape: tuple[int, ...] = (), **fields: Any) -> Any:
-    import torch
-
-    from ganforge_core import BuildContext
-
-    values: dict[str, Any] = {
-        "data_shape": data_shape,
-        "d_input_shape": data_shape,
-        "num_classes": 0,
-        "total_steps": 10,
-        "batch_size": 8,
-        "device": torch.device("cpu"),
-        "seed": 0,
-    }
-    values.update(fields)
-    # Fields this version of BuildContext does not have are left out (the contract grows).
-    known = BuildContext.__dataclass_fields__
-    return BuildContext(**{k: v for k, v in values.items() if k in known})
 
 
 def _freeze(options: Mapping[str, Any]) -> str:

@@ -3,12 +3,12 @@
 Runs are built exactly as ganforge builds them (``session.Run``: dataset,
 networks, regularizer wraps, optimizers, engine) from any combination of
 registered generator, discriminator, loss, regularizers and dataset that
-``resolve`` accepts, with any batch size and seed.
+``resolve`` accepts, with any batch size and seed. The checks are the public
+``ganforge_core.testing`` functions that plugin authors call on their own combinations.
 """
 
 from __future__ import annotations
 
-import copy
 import tempfile
 import typing
 from pathlib import Path
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from ganforge_core import ConfigError, RunConfig, resolve
 from ganforge_core.plugins import get_plugins
 from ganforge_core.session import Run
+from ganforge_core.testing import check_d_phase_isolated, check_g_phase_isolated
 from support import caching_registry, default_traits, small_options
 
 REGISTRY = caching_registry()
@@ -87,32 +88,6 @@ def build_run(config: RunConfig) -> Run:
     return Run(plan, PLUGINS, RUN_DIR)
 
 
-def parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in module.named_parameters()}
-
-
-def gradients(module: torch.nn.Module) -> dict[str, torch.Tensor | None]:
-    return {name: None if p.grad is None else p.grad.clone() for name, p in module.named_parameters()}
-
-
-def assert_identical(before: Any, after: Any, where: str = "") -> None:
-    """Bit-identical tensors (NaN equal to NaN) inside nested dicts, lists and tuples."""
-    if isinstance(before, torch.Tensor):
-        assert isinstance(after, torch.Tensor), where
-        assert before.shape == after.shape and before.dtype == after.dtype, where
-        torch.testing.assert_close(after, before, rtol=0, atol=0, equal_nan=True, msg=f"{where} changed")
-    elif isinstance(before, dict):
-        assert isinstance(after, dict) and set(before) == set(after), f"{where}: keys {set(before) ^ set(after)}"
-        for key in before:
-            assert_identical(before[key], after[key], f"{where}.{key}")
-    elif isinstance(before, list | tuple):
-        assert isinstance(after, list | tuple) and len(before) == len(after), where
-        for i, (b, a) in enumerate(zip(before, after, strict=True)):
-            assert_identical(b, a, f"{where}[{i}]")
-    else:
-        assert before == after, f"{where}: {before!r} -> {after!r}"
-
-
 def next_batch(run: Run) -> tuple[torch.Tensor, dict[str, Any]]:
     """A real batch and, in conditional runs, its labels as the phases take them."""
     batch = run.engine.batches.draw()
@@ -130,26 +105,9 @@ def warm_up(run: Run, g_steps: int) -> None:
 def test_d_phase_leaves_generator_untouched_and_trains_discriminator(config, warmup, step) -> None:
     run = build_run(config)
     warm_up(run, warmup)
-    engine = run.engine
-    g_params, g_grads = parameters(run.generator), gradients(run.generator)
-    opt_g = copy.deepcopy(engine.opt_g.state_dict())
-    d_params = parameters(run.discriminator)
     if not warmup:
-        assert all(g is None for g in g_grads.values())
-
-    real, labels = next_batch(run)
-    engine.d_phase(real, step, **labels)
-
-    assert_identical(g_params, parameters(run.generator), "G parameters")
-    assert_identical(g_grads, gradients(run.generator), "G grads")
-    assert_identical(opt_g, engine.opt_g.state_dict(), "G optimizer state")
-    d_grads = gradients(run.discriminator)
-    trainable = {n for n, p in run.discriminator.named_parameters() if p.requires_grad}
-    assert trainable, "D has no trainable parameters"
-    assert [n for n in trainable if d_grads[n] is None] == [], "D parameters without a gradient"
-    assert engine.opt_d.state_dict()["state"], "D's optimizer did not step"
-    after = parameters(run.discriminator)
-    assert any(not torch.equal(d_params[n], after[n]) for n in trainable), "no D parameter moved"
+        assert all(p.grad is None for p in run.generator.parameters())
+    check_d_phase_isolated(run, step)
 
 
 @SETTINGS
@@ -157,35 +115,7 @@ def test_d_phase_leaves_generator_untouched_and_trains_discriminator(config, war
 def test_g_phase_leaves_discriminator_untouched_and_trains_generator(config, warmup, step) -> None:
     run = build_run(config)
     warm_up(run, warmup)
-    engine = run.engine
-    real, labels = next_batch(run)
-    engine.d_phase(real, step, **labels)  # D now has gradients and optimizer state to protect
-    d_params, d_grads = parameters(run.discriminator), gradients(run.discriminator)
-    assert any(g is not None for g in d_grads.values())
-    opt_d = copy.deepcopy(engine.opt_d.state_dict())
-    opt_g_steps = _adam_steps(engine.opt_g)
-    g_params = parameters(run.generator)
-    requires_grad = {n: p.requires_grad for n, p in run.discriminator.named_parameters()}
-
-    engine.g_phase(real, step, **labels)
-
-    assert_identical(d_params, parameters(run.discriminator), "D parameters")
-    assert_identical(d_grads, gradients(run.discriminator), "D grads")
-    assert_identical(opt_d, engine.opt_d.state_dict(), "D optimizer state")
-    assert {n: p.requires_grad for n, p in run.discriminator.named_parameters()} == requires_grad
-    assert all(requires_grad.values()), "D parameters left frozen after the G phase"
-    g_trainable = [n for n, p in run.generator.named_parameters() if p.requires_grad]
-    g_grads = gradients(run.generator)
-    assert [n for n in g_trainable if g_grads[n] is None] == [], "G parameters without a gradient"
-    assert _adam_steps(engine.opt_g) == opt_g_steps + 1, "G's optimizer did not step exactly once"
-    after = parameters(run.generator)
-    assert any(not torch.equal(g_params[n], after[n]) for n in g_trainable), "no G parameter moved"
-
-
-def _adam_steps(optimizer: torch.optim.Optimizer) -> int:
-    steps = {int(s["step"]) for s in optimizer.state_dict()["state"].values()}
-    assert len(steps) <= 1, f"parameters of one optimizer at different steps: {steps}"
-    return steps.pop() if steps else 0
+    check_g_phase_isolated(run, step)
 
 
 @SETTINGS
