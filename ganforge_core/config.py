@@ -85,13 +85,15 @@ class RunConfig(BaseModel):
     scheduler: Choice = Field(Choice(name="constant"), description="training schedule")
     dataset: Choice = Field(Choice(name="mnist-5k"), description="dataset")
     metrics: list[Choice] | None = Field(
-        None, description="metrics at the end; default: every metric the dataset supports"
+        None, description="metrics at the end; default: every metric the dataset supports, except opt-in ones"
     )
     conditional: bool = Field(
         False, description="class-conditional G and D, fed the dataset's labels (needs a labelled dataset)"
     )
     steps: int = Field(1500, ge=1, description="G steps (each after the schedule's D steps)")
-    batch_size: int = Field(64, ge=1, description="real samples per D step")
+    batch_size: int = Field(
+        64, ge=1, description="real samples per D step, over all ranks under torchrun (the global batch)"
+    )
     lr_g: float | None = Field(None, gt=0, allow_inf_nan=False, description="G learning rate; default: the loss's")
     lr_d: float | None = Field(None, gt=0, allow_inf_nan=False, description="D learning rate; default: the loss's")
     betas: tuple[float, float] | None = Field(None, description="Adam betas; default: the loss's")
@@ -119,6 +121,13 @@ class RunConfig(BaseModel):
     channels_last: bool = Field(True, description="on CUDA, keep image batches and conv weights channels-last")
     fused_adam: bool = Field(True, description="on CUDA, use the fused Adam implementation")
     cudnn_benchmark: bool = Field(True, description="on CUDA, let cuDNN time its convolution algorithms")
+    sync_batchnorm: bool = Field(
+        False,
+        description="under torchrun, BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only)",
+    )
+    dist_backend: Literal["auto", "nccl", "gloo"] = Field(
+        "auto", description="under torchrun, the collective backend; auto: nccl on CUDA, gloo on the CPU"
+    )
 
     @field_validator("device")
     @classmethod
@@ -269,7 +278,12 @@ def _choose_metrics(
 ) -> tuple[Chosen, ...]:
     if choices is not None:
         return tuple(_choose(registry, "metric", c, context) for c in choices)
-    supported = [m for m in registry.all("metric") if m.requires <= dataset.traits]
+    # A metric with the (static) trait "opt-in" runs only when named: it is slow or needs files.
+    supported = [
+        m
+        for m in registry.all("metric")
+        if m.requires <= dataset.traits and (callable(m.trait_spec) or "opt-in" not in m.trait_spec)
+    ]
     return tuple(Chosen(m, m.validate({}, context)) for m in supported)
 
 

@@ -8,6 +8,7 @@ checkpoint of tensors and plain data and back.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -18,14 +19,16 @@ import torch
 from torch import Tensor, nn
 
 from ganforge_core import checkpoint as ckpt
+from ganforge_core import distributed
 from ganforge_core.batches import BatchSampler
 from ganforge_core.components import BuildContext, Dataset, Regularizer
 from ganforge_core.config import Chosen, Plan, RunConfig, resolve
 from ganforge_core.engine import Engine
 from ganforge_core.errors import CheckpointError, ConfigError
 from ganforge_core.fastpath import choose_fast_path, pick_device
+from ganforge_core.interpolation import fractions, slerp
 from ganforge_core.plugins import Plugins
-from ganforge_core.reporting import save_samples
+from ganforge_core.reporting import save_paths, save_samples
 from ganforge_core.version import __version__
 
 SAMPLE_GRID = 64  # images in a sample grid
@@ -41,10 +44,13 @@ def seed_everything(seed: int) -> None:
 class Run:
     """One training run, built from a resolved plan."""
 
-    def __init__(self, plan: Plan, plugins: Plugins, run_dir: Path) -> None:
+    def __init__(
+        self, plan: Plan, plugins: Plugins, run_dir: Path, world: distributed.World = distributed.SOLO
+    ) -> None:
         self.plan, self.plugins, self.run_dir = plan, plugins, run_dir
+        self.world = world
         config = plan.config
-        self.device = pick_device(config.device)
+        self.device = distributed.pick_device(world, config.device) if world.distributed else pick_device(config.device)
         seed_everything(config.seed)
         data_ctx = BuildContext(
             data_shape=(),
@@ -85,7 +91,14 @@ class Run:
         for reg in self.regularizers.values():
             generator = reg.wrap_generator(generator)
             discriminator = reg.wrap_discriminator(discriminator)
+        if world.distributed and config.sync_batchnorm:
+            generator = distributed.sync_batchnorm(generator, self.device)
+            discriminator = distributed.sync_batchnorm(discriminator, self.device)
         self.fast = choose_fast_path(plan, self.device, self.dataset.samples.dim())
+        if world.distributed and self.fast.cuda_graph:
+            self.fast = dataclasses.replace(
+                self.fast, cuda_graph=False, graph_blocker="distributed training (DDP's all-reduces stay eager)"
+            )
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = self.fast.cudnn_benchmark
         layout = torch.channels_last if self.fast.channels_last else torch.contiguous_format
@@ -94,6 +107,20 @@ class Run:
         samples = self.dataset.samples.to(self.device).contiguous(memory_format=layout)
         labels = self.dataset.labels.to(self.device) if config.conditional else None
         assert config.lr_g is not None and config.lr_d is not None
+        ddp: dict[str, Any] = {}
+        if world.distributed:
+            # Every rank built the same networks from the same seed (DDP also broadcasts
+            # rank 0's). Latents: the stream a one-process run would use next, shared by all
+            # ranks; everything else random: a stream per rank.
+            ddp = {
+                "world": world,
+                # G's buffers (BatchNorm running statistics) follow rank 0's; D's are never
+                # used in eval mode, so D's forward passes broadcast nothing.
+                "train_generator": distributed.data_parallel(self.generator, self.device, sync_buffers=True),
+                "train_discriminator": distributed.data_parallel(self.discriminator, self.device, sync_buffers=False),
+                "latent_source": distributed.latent_generator(self.device),
+            }
+            seed_everything(distributed.rank_seed(config.seed, world.rank))
         self.engine = Engine(
             generator=self.generator,
             discriminator=self.discriminator,
@@ -102,11 +129,12 @@ class Run:
             schedule=plan.scheduler.component.build(plan.scheduler.options, self.ctx),
             opt_g=self._adam(self.generator, config.lr_g),
             opt_d=self._adam(self.discriminator, config.lr_d),
-            batches=BatchSampler(samples, config.batch_size, config.seed, labels),
+            batches=BatchSampler(samples, config.batch_size, config.seed, labels, shard=(world.rank, world.size)),
             total_steps=config.steps,
             autocast_dtype=self.fast.autocast,
             cuda_graph=self.fast.cuda_graph,
             skip_nonfinite=config.on_nan == "skip",
+            **ddp,
         )
         fixed = torch.Generator().manual_seed(config.seed + 1)
         if self.dataset.samples.dim() == 2:
@@ -137,8 +165,9 @@ class Run:
     # -- state -----------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        """The run's state. Distributed: a collective (every rank's random streams are gathered)."""
         numpy_state = np.random.get_state()
-        return {
+        state = {
             "format": ckpt.FORMAT,
             "format_version": ckpt.FORMAT_VERSION,
             "ganforge_version": __version__,
@@ -158,6 +187,13 @@ class Run:
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
         }
+        if self.world.distributed:
+            assert self.engine.latent_source is not None
+            own = dict(state["rng"])
+            state["world_size"] = self.world.size
+            state["rng"]["ranks"] = self.world.gather(own)
+            state["rng"]["latents"] = self.engine.latent_source.get_state()
+        return state
 
     def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
         try:
@@ -173,17 +209,46 @@ class Run:
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
             # torch's first line names the module; the second names the first mismatch.
             raise CheckpointError(f"{source} does not fit this run's networks: {' '.join(lines[:2])}") from None
-        rng = state["rng"]
-        random.setstate(_as_python_state(rng["python"]))
-        np.random.set_state((rng["numpy"][0], rng["numpy"][1].numpy().astype(np.uint32), *rng["numpy"][2:]))
-        torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
         self.step = int(state["step"])
+        self._load_random_state(state["rng"])
 
-    def save_checkpoint(self) -> Path:
+    def _load_random_state(self, rng: dict[str, Any]) -> None:
+        world, saved_ranks = self.world, rng.get("ranks")
+        same_world = world.distributed and saved_ranks is not None and len(saved_ranks) == world.size
+        own = saved_ranks[world.rank] if same_world else rng
+        random.setstate(_as_python_state(own["python"]))
+        np.random.set_state((own["numpy"][0], own["numpy"][1].numpy().astype(np.uint32), *own["numpy"][2:]))
+        torch.set_rng_state(own["torch"])
+        if own["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(own["cuda"])
+        latents = rng.get("latents")
+        # A CPU generator's state and a CUDA one's differ in size: use a saved stream only
+        # on the kind of device it was drawn on.
+        on_cpu = self.device.type == "cpu"
+        if latents is not None and (latents.numel() == rng["torch"].numel()) != on_cpu:
+            latents = None
+        if world.distributed:
+            source = self.engine.latent_source
+            assert source is not None
+            if latents is None and not saved_ranks:  # a one-process checkpoint: z continues its stream
+                cuda_states = own["cuda"]
+                latents = own["torch"] if on_cpu else cuda_states[0] if cuda_states else None
+            if latents is not None:
+                source.set_state(latents)
+            else:
+                source.manual_seed(distributed.shared_seed(self.plan.config.seed, self.step))
+            if not same_world:  # another world size: a fresh stream per rank
+                seed_everything(distributed.rank_seed(self.plan.config.seed, world.rank, self.step))
+        elif latents is not None:  # a distributed checkpoint in one process: z continues its stream
+            if on_cpu:
+                torch.set_rng_state(latents)
+            else:
+                torch.cuda.set_rng_state(latents, self.device)
+
+    def save_checkpoint(self, state: dict[str, Any] | None = None) -> Path:
+        """Write ``state`` (default: :meth:`state_dict`) as this step's checkpoint; prune old ones."""
         path = ckpt.checkpoint_path(self.run_dir, self.step)
-        ckpt.save_atomic(self.state_dict(), path)
+        ckpt.save_atomic(self.state_dict() if state is None else state, path)
         ckpt.prune(self.run_dir, self.plan.config.keep_checkpoints, newest=self.step)
         return path
 
@@ -237,11 +302,7 @@ class Run:
         """The plan's metrics (or the named ones), on their own RNG stream."""
         chosen = self.plan.metrics
         if metric_names:
-            registry = self.plugins.registry
-            chosen = tuple(
-                Chosen(component, component.validate({}))
-                for component in (registry.get("metric", name) for name in metric_names)
-            )
+            chosen = tuple(self._named_metric(text) for text in metric_names)
         results: dict[str, float] = {}
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.plan.config.seed + 2)
@@ -256,8 +317,23 @@ class Run:
                 results.update({f"{metric.component.name}/{k}": float(v) for k, v in values.items()})
         return results
 
+    def _named_metric(self, text: str) -> Chosen:
+        """A metric named as on the command line: ``NAME`` or ``NAME:key=value,...``."""
+        from ganforge_core.config import parse_choice
+
+        try:
+            choice = parse_choice(text)
+        except ValueError as exc:
+            raise ConfigError(f"--metric {text}: {exc}") from None
+        component = self.plugins.registry.get("metric", choice["name"])
+        return Chosen(component, component.validate(choice["options"]))
+
     def draw(self, n: int, seed: int, label: int | None = None, ema: bool = True) -> Tensor:
         """``n`` samples from fresh latents seeded by ``seed`` (for ``ganforge sample``)."""
+        latents, labels = self._draw_inputs(n, seed, label)
+        return self.generate(n, latents, labels, ema=ema)
+
+    def _draw_inputs(self, n: int, seed: int, label: int | None) -> tuple[Tensor, Tensor | None]:
         conditional = self.plan.config.conditional
         if label is not None and not conditional:
             raise ConfigError("--label needs a run trained with --conditional")
@@ -272,13 +348,47 @@ class Run:
                 if label is not None
                 else torch.randint(self.dataset.num_classes, (n,), generator=source)
             ).to(self.device)
-        return self.generate(n, latents, labels, ema=ema)
+        return latents, labels
+
+    def interpolation_inputs(
+        self, rows: int, steps: int, seed: int, label: int | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Latents [rows, steps, z_dim] and one label per row (conditional runs) for ``--interpolate``.
+
+        Row i goes, by :func:`~ganforge_core.interpolation.slerp`, from the latent of
+        sample i to that of sample ``rows + i`` of ``draw(2 * rows, seed, label)``,
+        with sample i's class all along.
+        """
+        if steps < 2:
+            raise ConfigError(f"--interpolate must be at least 2 (the two ends of each row), got {steps}")
+        latents, labels = self._draw_inputs(2 * rows, seed, label)
+        paths = slerp(latents[:rows].cpu(), latents[rows:].cpu(), fractions(steps)).to(self.device)
+        return paths, None if labels is None else labels[:rows]
+
+    def interpolate(self, rows: int, steps: int, seed: int, label: int | None = None, ema: bool = True) -> Tensor:
+        """Samples [rows, steps, *data shape] along :meth:`interpolation_inputs`' latents."""
+        paths, labels = self.interpolation_inputs(rows, steps, seed, label)
+        flat_labels = None if labels is None else labels.repeat_interleave(steps)
+        samples = self.generate(rows * steps, paths.flatten(0, 1), flat_labels, ema=ema)
+        return samples.unflatten(0, (rows, steps))
 
     def write_samples(self, samples: Tensor, path: Path) -> None:
+        """Raw samples as .pt or .npy; otherwise a picture: a grid, a 2D scatter, or (for
+        :meth:`interpolate`'s [rows, steps, ...] samples) one row per path or 2D paths."""
+        interpolated = samples.dim() == len(self.dataset.shape) + 2
+        if path.suffix not in {".pt", ".npy"} and self.dataset.shape != (2,) and len(self.dataset.shape) != 3:
+            raise ConfigError(
+                f"a picture shows images or 2D points, not samples of shape {list(self.dataset.shape)}; "
+                f"write them to a .pt or .npy file"
+            )
         if path.suffix == ".pt":
             torch.save(samples, path)
         elif path.suffix == ".npy":
             np.save(path, samples.numpy())
+        elif interpolated and samples.dim() == 3:
+            save_paths(samples, path, self.dataset.info)
+        elif interpolated:
+            save_samples(samples.flatten(0, 1), path, self.dataset.info, columns=samples.shape[1])
         else:
             save_samples(samples, path, self.dataset.info)
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ganforge_core import checkpoint as ckpt
+from ganforge_core import distributed
 from ganforge_core.components import Dataset
 from ganforge_core.config import Plan, RunConfig, check_logger_packages, resolve
 from ganforge_core.errors import CheckpointError, ConfigError, GanforgeError, TrainingDiverged
@@ -106,32 +107,76 @@ def train(
     change only ``steps`` (to train longer) and ``device``.
     """
     plugins = plugins or get_plugins()
+    world = distributed.detect()  # torchrun's environment; one process without it
     notes: list[str] = []
+    restart = distributed.restart_count()
+    out = None if config is None else config.out
+    if resume is None and out is not None and restart and out.is_dir() and ckpt.list_checkpoints(out):
+        # torchrun --max-restarts started this command again after a worker failed:
+        # continue the run it began in --out from its last checkpoint.
+        assert config is not None
+        notes.append(f"torchrun restart {restart}: resuming {out} from its last checkpoint")
+        resume, overrides = out, {"steps": config.steps, "device": config.device}
     if resume is not None:
         path, state, skipped = ckpt.latest_loadable(resume)
         for bad, reason in skipped:
-            notes.append(f"set aside {ckpt.set_aside(bad).name}: {reason}")
+            if world.main:  # every rank skips it; rank 0 renames it
+                notes.append(f"set aside {ckpt.set_aside(bad).name}: {reason}")
         config = _saved_config(path, state["config"], {**(overrides or {}), "out": str(resume)})
     elif config is None:
         raise ConfigError("nothing to train: give a configuration or a run directory to resume")
     plan = resolve(config, plugins.registry)
     check_logger_packages(plan.config.loggers)
+    _check_world(world, plan, plugins)
     run_dir = plan.config.out or default_run_dir(plan.config)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is a file; give a directory")
     if resume is None and run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory {run_dir} is not empty; choose another --out or --resume it")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.remove_stale_temporaries(run_dir)
-    plan = Plan(**{**plan.__dict__, "config": plan.config.model_copy(update={"out": run_dir})})
-    run = Run(plan, plugins, run_dir)
-    if resume is not None:
-        run.load_state_dict(state, path)
-        if run.step >= plan.config.steps:
-            raise ConfigError(f"{run_dir} already holds {run.step} steps; pass --steps N > {run.step} to train on")
-        _forget_records_after(run_dir / "metrics.jsonl", run.step)
-    write_config_files(run_dir, plan.config)
-    return _loop(run, live=live, quiet=quiet, notes=notes)
+    # Distributed: every rank has checked the directory before this rendezvous; rank 0
+    # writes into it only after.
+    if world.distributed:
+        device = distributed.pick_device(world, plan.config.device)
+        world = distributed.start(world, device, plan.config.dist_backend)
+    try:
+        if world.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.remove_stale_temporaries(run_dir)
+        plan = Plan(**{**plan.__dict__, "config": plan.config.model_copy(update={"out": run_dir})})
+        run = Run(plan, plugins, run_dir, world)
+        if resume is not None:
+            run.load_state_dict(state, path)
+            if run.step >= plan.config.steps:
+                raise ConfigError(
+                    f"{run_dir} already holds {run.step} steps; pass --steps N > {run.step} to train on"
+                )
+            if world.main:
+                _forget_records_after(run_dir / "metrics.jsonl", run.step)
+        if world.main:
+            write_config_files(run_dir, plan.config)
+        return _loop(run, live=live, quiet=quiet, notes=notes)
+    except Exception as exc:
+        if world.distributed and not isinstance(exc, GanforgeError) and distributed.is_peer_failure(exc):
+            raise distributed.peer_lost(world, exc, run_dir) from None
+        raise
+    finally:
+        distributed.stop(world)
+
+
+def _check_world(world: distributed.World, plan: Plan, plugins: Plugins) -> None:
+    """Under torchrun: the global batch splits over the ranks, and each rank's share is a
+    batch every component accepts (packing's m divides it, BatchNorm gets 2 or more)."""
+    if not world.distributed:
+        return
+    batch = plan.config.batch_size
+    distributed.check_batch(world, batch)
+    try:
+        resolve(plan.config.model_copy(update={"batch_size": world.per_rank(batch)}), plugins.registry)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"each of the {world.size} ranks trains on {world.per_rank(batch)} of the global --batch-size "
+            f"{batch}, and that per-rank batch does not fit: {exc}"
+        ) from None
 
 
 class Observers:
@@ -159,55 +204,63 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
     # On the CPU a check costs nothing, so every step is checked; on an accelerator
     # the check rides on the sync that logging does anyway.
     check_every = 1 if run.device.type == "cpu" else config.log_every
-    log = MetricsLog(run.run_dir / "metrics.jsonl")
-    view = ProgressView(config.steps, run.step, live=live, quiet=quiet)
+    world = run.world  # distributed: rank 0 alone logs, shows progress, samples and calls hooks
+    log: MetricsLog | _Unlogged = MetricsLog(run.run_dir / "metrics.jsonl") if world.main else _Unlogged()
+    view = ProgressView(config.steps, run.step, live=live and world.main, quiet=quiet or not world.main)
 
     def warn(text: str) -> None:
         view.message(f"warning: {text}")
         log.write({"step": run.step, "event": "warning", "message": text})
 
     context.warn = warn
-    notify = Observers(run.plugins, warn)
+    notify = Observers(run.plugins, warn) if world.main else _unobserved
     for note in notes:
         view.message(f"warning: {note}")
-    view.message(f"training on {run.device}; {run.fast.describe()}")
+    shared = world.describe(config.batch_size)
+    view.message(f"training on {run.device}; {shared + '; ' if shared else ''}{run.fast.describe()}")
     notify("ganforge_train_start", run=context)
     counted, window_start = 0, time.perf_counter()
     checkpoint: Path | None = None
     try:
         with _stop_on_signals() as stop:
-            while run.step < config.steps and not stop:
+            halted = False  # distributed: a stop every rank agreed on
+            while run.step < config.steps and not (halted if world.distributed else stop):
                 run.engine.step(run.step)
                 run.step += 1
                 counted += 1
                 if run.step % check_every == 0 or run.step == config.steps:
                     _check_finite(run, start_step)
+                    if world.distributed:  # a signal to any rank stops every rank at the same step
+                        halted = world.any(bool(stop), run.device)
                 if run.step % config.log_every == 0 or run.step == config.steps:
                     averaged = run.engine.read_stats()
                     if config.on_nan == "skip":
                         averaged.update({f"skipped/{k.lower()}": v for k, v in run.engine.skipped.items()})
                     elapsed = time.perf_counter() - window_start
                     averaged["img/s"] = counted * run.engine.schedule.d_steps * config.batch_size / elapsed
+                    averaged.update(_learning_rates(run))
                     log.write({"step": run.step, **averaged})
                     view.update(run.step, averaged)
                     notify("ganforge_step_end", run=context, step=run.step, stats=averaged)
                     counted, window_start = 0, time.perf_counter()
-                if config.sample_every and run.step % config.sample_every == 0:
+                if config.sample_every and run.step % config.sample_every == 0 and world.main:
                     run.save_samples(f"samples-{run.step:08d}.png")
                 if config.checkpoint_every and run.step % config.checkpoint_every == 0:
-                    checkpoint = _checkpoint(run, context, notify)
-            if stop:
-                checkpoint = _checkpoint(run, context, notify)
+                    checkpoint = view.saved(run.step, _checkpoint(run, context, notify))
+            if halted if world.distributed else stop:
+                checkpoint = view.saved(run.step, _checkpoint(run, context, notify))
                 notify("ganforge_train_end", run=context, step=run.step, results={})
-                signum = stop["signal"]
+                signum = stop.get("signal", signal.SIGTERM)  # a rank the signal did not reach
                 name = signal.Signals(signum).name
                 raise Interrupted(
                     f"stopped by {name} at step {run.step}; checkpoint {checkpoint}; "
-                    f"continue with: ganforge run --resume {run.run_dir}",
+                    f"continue with: {'torchrun ... ' if world.distributed else ''}ganforge run --resume {run.run_dir}",
                     exit_code=128 + signum,
                 )
         if checkpoint is None or checkpoint != ckpt.checkpoint_path(run.run_dir, run.step):
-            checkpoint = _checkpoint(run, context, notify)
+            checkpoint = view.saved(run.step, _checkpoint(run, context, notify))
+        if not world.main:
+            return RunResult(run.run_dir, run.step, {}, checkpoint, run.run_dir / "samples.png")
         samples = run.save_samples("samples.png")
         results = run.evaluate()
         if results:
@@ -219,6 +272,28 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
     finally:
         view.close()
         log.close()
+
+
+class _Unlogged:
+    """metrics.jsonl on the ranks other than 0: nothing is written."""
+
+    def write(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _unobserved(hook_name: str, **kwargs: Any) -> None:
+    """Lifecycle hooks on the ranks other than 0: not called (loggers would write twice)."""
+
+
+def _learning_rates(run: Run) -> dict[str, float]:
+    """The current learning rates of G and D (after the schedule), for the log and the view."""
+    return {
+        f"lr/{name}": float(opt.param_groups[0]["lr"])
+        for name, opt in (("g", run.engine.opt_g), ("d", run.engine.opt_d))
+    }
 
 
 def _plot_losses(run: Run, warn: Callable[[str], None]) -> None:
@@ -253,18 +328,24 @@ def _record_step(line: str) -> float:
         return float("inf")  # a line torn by a crash: drop it
 
 
-def _checkpoint(run: Run, context: RunContext, notify: Observers) -> Path:
+def _checkpoint(run: Run, context: RunContext, notify: Callable[..., None]) -> Path:
     _check_finite(run, context.start_step)
     _check_weights(run)
-    try:
-        path = run.save_checkpoint()
-    except OSError as exc:
-        kept = ckpt.list_checkpoints(run.run_dir)
-        where = f"the last good checkpoint {kept[-1]} is intact" if kept else "no checkpoint was kept"
-        raise CheckpointError(
-            f"cannot write the checkpoint of step {run.step} in {run.run_dir}: "
-            f"{exc.strerror or exc}; {where}"
-        ) from None
+    state = run.state_dict()  # distributed: every rank takes part (their random streams)
+
+    def write() -> Path:
+        try:
+            return run.save_checkpoint(state)
+        except OSError as exc:
+            kept = ckpt.list_checkpoints(run.run_dir)
+            where = f"the last good checkpoint {kept[-1]} is intact" if kept else "no checkpoint was kept"
+            raise CheckpointError(
+                f"cannot write the checkpoint of step {run.step} in {run.run_dir}: "
+                f"{exc.strerror or exc}; {where}"
+            ) from None
+
+    # Rank 0 writes; the others wait until the file is complete (or share its error).
+    path = run.world.on_main(write) or ckpt.checkpoint_path(run.run_dir, run.step)
     notify("ganforge_checkpoint_saved", run=context, step=run.step, path=path)
     return path
 

@@ -170,7 +170,11 @@ def test_wgan_gp_run_takes_the_loss_recommendations(wgan_run: Finished) -> None:
     assert tuple(config.betas) == (0.0, 0.9)
     assert json.loads((wgan_run.out / "config.json").read_text())["betas"] == [0.0, 0.9]
     assert config.discriminator.name == "dcgan" and config.discriminator.options["norm"] == "layer"
-    assert config.metrics == []  # no registered metric fits MNIST
+    # mnist-5k is digits: the MNIST-classifier metrics are the defaults, and they ran at the end.
+    assert {m.name for m in config.metrics} == {"digit-classes", "classifier-fid", "classifier-kid", "precision-recall"}
+    assert {"digit-classes/classes", "classifier-fid/fid", "classifier-fid/real-floor"} <= set(
+        json.loads((wgan_run.out / "results.json").read_text())
+    )
     assert resolve(config, REGISTRY).config == config
 
 

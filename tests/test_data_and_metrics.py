@@ -246,7 +246,7 @@ def noise(n: int) -> torch.Tensor:
 
 def test_digit_metrics_tell_real_digits_from_noise() -> None:
     torch.manual_seed(0)
-    digits = build("mnist-5k", digits=True)
+    digits = build("mnist-5k")
     real = digits_as_generator(digits)
     classes = metric("digit-classes", samples=2000)
     assert classes.compute(real, digits)["classes"] == 10
@@ -281,7 +281,7 @@ def test_stacked_modes_counts_digit_triples() -> None:
 
 def test_metric_provenance_is_written_beside_the_weights(cache: Path) -> None:
     torch.manual_seed(7)
-    digits = build("mnist-5k", digits=True)
+    digits = build("mnist-5k")
     metric("classifier-fid", samples=300).compute(noise, digits)
     record = json.loads((cache / "metrics-provenance.json").read_text())["classifier-fid"]
     assert record["weights_sha256"] == clf.sha256(clf.weights_path(cache))[:16]
@@ -290,18 +290,23 @@ def test_metric_provenance_is_written_beside_the_weights(cache: Path) -> None:
 
 
 def test_digit_metrics_apply_only_where_declared() -> None:
+    from ganforge_core import RunConfig, resolve
     from support import default_traits
 
-    metrics = {c.name for c in REGISTRY.all("metric")}
-    plain = REGISTRY.get("dataset", "mnist-5k")
-    assert not {m for m in metrics if REGISTRY.get("metric", m).requires <= default_traits(plain)}
-    opted_in = plain.traits(plain.validate({"digits": True}))
-    assert {"digit-classes", "classifier-fid"} <= {m for m in metrics if REGISTRY.get("metric", m).requires <= opted_in}
+    digit_metrics = {"digit-classes", "classifier-fid", "classifier-kid", "precision-recall"}
+    # A default run (mnist-5k) evaluates the classifier metrics at the end, and no opt-in one.
+    assert {m.component.name for m in resolve(RunConfig(), REGISTRY).metrics} == digit_metrics
+    # Image datasets that are not digits (and 2D mixtures) get none of them.
+    for data in ("cifar10", "ring-8"):
+        dataset = REGISTRY.get("dataset", data)
+        applicable = {m.name for m in REGISTRY.all("metric") if m.requires <= default_traits(dataset)}
+        assert not applicable & digit_metrics, (data, applicable)
+    assert "stacked-modes" not in {m.component.name for m in resolve(RunConfig(), REGISTRY).metrics}
 
 
-def test_a_run_on_mnist_5k_with_digits_evaluates_the_digit_metrics(tmp_path: Path) -> None:
+def test_a_run_on_mnist_5k_evaluates_the_digit_metrics(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["run", "--gen", "dcgan:width=4,z_dim=8", "--disc", "dcgan:width=4", "--data", "mnist-5k:digits=true",
+    args = ["run", "--gen", "dcgan:width=4,z_dim=8", "--disc", "dcgan:width=4", "--data", "mnist-5k",
             "--metric", "digit-classes:samples=100", "--metric", "classifier-fid:samples=100",
             "--steps", "2", "--device", "cpu", "--out", str(out), "--quiet"]  # fmt: skip
     result = CliRunner().invoke(app, args)

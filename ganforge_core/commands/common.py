@@ -42,6 +42,8 @@ FLAGS = {
     "channels_last": "--channels-last",
     "fused_adam": "--fused-adam",
     "cudnn_benchmark": "--cudnn-benchmark",
+    "sync_batchnorm": "--sync-batchnorm",
+    "dist_backend": "--dist-backend",
 }
 COMPONENT_HELP = "NAME or NAME:key=value,... (see 'ganforge plugins')"
 
@@ -59,12 +61,23 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except GanforgeError as exc:
+        if not_main_rank() and not getattr(exc, "every_rank", False):
+            raise typer.Exit(exc.exit_code) from None  # rank 0 says it; N copies of a line help no one
         raise fail(str(exc), exc.exit_code) from None
     except ValidationError as exc:
+        if not_main_rank():
+            raise typer.Exit(2) from None
         raise fail(explain_validation(exc)) from None
     except OSError as exc:  # a full disk, a read-only directory: the environment, not a bug
         where = f" ({exc.filename})" if exc.filename else ""
         raise fail(f"{exc.strerror or exc}{where}", 1) from None
+
+
+def not_main_rank() -> bool:
+    """Whether this process is a rank other than 0 of a torchrun job (which stays quiet)."""
+    import os
+
+    return os.environ.get("RANK", "0") not in ("", "0") and os.environ.get("WORLD_SIZE", "1") not in ("", "1")
 
 
 def explain_validation(exc: Any) -> str:
@@ -81,6 +94,8 @@ def explain_validation(exc: Any) -> str:
 
 
 def warn_about_plugins() -> None:
+    if not_main_rank():
+        return  # rank 0 warns
     from ganforge_core.plugins import get_plugins
 
     for problem in get_plugins().registry.problems:

