@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -304,6 +305,7 @@ class Run:
         if metric_names:
             chosen = tuple(self._named_metric(text) for text in metric_names)
         results: dict[str, float] = {}
+        shared = SharedSamples(self.generate)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.plan.config.seed + 2)
             for metric in chosen:
@@ -313,7 +315,7 @@ class Run:
                         f"{metric.component.label} needs a {'/'.join(sorted(missing))} dataset; "
                         f"this run trained on '{self.plan.dataset.component.name}'"
                     )
-                values = metric.component.build(metric.options, self.ctx).compute(self.generate, self.dataset)
+                values = metric.component.build(metric.options, self.ctx).compute(shared, self.dataset)
                 results.update({f"{metric.component.name}/{k}": float(v) for k, v in values.items()})
         return results
 
@@ -422,3 +424,25 @@ def load_run(source: Path, plugins: Plugins, device: str = "auto") -> Run:
     run = Run(resolve(config, plugins.registry), plugins, path.parent)
     run.load_state_dict(state, path)
     return run
+
+
+class SharedSamples:
+    """One set of generated samples shared by every metric of an evaluation.
+
+    A metric asking for ``n`` samples gets the first ``n`` drawn so far, drawing
+    more only when it needs more: FID, KID and precision/recall then score the
+    same images (as torch-fidelity and most papers do), and an evaluation draws
+    max(n) samples instead of their sum.
+    """
+
+    def __init__(self, generate: Callable[[int], Tensor]) -> None:
+        self._generate = generate
+        self._samples: Tensor | None = None
+
+    def __call__(self, n: int) -> Tensor:
+        have = 0 if self._samples is None else len(self._samples)
+        if n > have:
+            more = self._generate(n - have)
+            self._samples = more if self._samples is None else torch.cat([self._samples, more])
+        assert self._samples is not None
+        return self._samples[:n]

@@ -174,7 +174,7 @@ NEW_COMPONENTS = {
     "reg-packing": [*TINY, "--reg", "packing:m=4"],
     "reg-ema": [*TINY, "--reg", "ema:decay=0.9,start=2"],
     "reg-instance-noise-cosine": [*TINY, "--reg", "instance-noise:anneal=cosine"],
-    "reg-diffaugment": [*TINY_IMAGES, "--reg", "diffaugment", "--reg", "packing"],
+    "reg-diffaugment": [*TINY_IMAGES, "--reg", "diffaugment", "--reg", "packing", "--metric", "none"],
     "sched-linear-decay": [*TINY, "--sched", "linear-decay:warmup=2,end=0.1"],
     "sched-cosine": [*TINY, "--sched", "cosine:warmup=1"],
     "sched-step": [*TINY, "--sched", "step:every=2,gamma=0.5,d_steps=2"],

@@ -326,3 +326,29 @@ def test_first_use_inside_no_grad_trains_the_classifier(tmp_path: Path, monkeypa
         loaded = clf.load_or_train(tmp_path)
     assert loaded.path.exists() and 0.0 <= loaded.accuracy <= 1.0
     assert torch.equal(torch.random.get_rng_state(), before), "training must not move the caller's RNG"
+
+
+def test_an_evaluation_shares_one_set_of_samples_between_its_metrics() -> None:
+    from ganforge_core.run import SharedSamples
+
+    calls: list[int] = []
+
+    def generate(n: int) -> torch.Tensor:
+        calls.append(n)
+        return torch.randn(n, 2)
+
+    shared = SharedSamples(generate)
+    first = shared(100)
+    assert torch.equal(shared(40), first[:40]) and calls == [100]
+    more = shared(250)
+    assert calls == [100, 150] and torch.equal(more[:100], first) and len(more) == 250
+
+
+def test_metric_none_runs_without_an_evaluation(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", "--gen", "dcgan:width=4,z_dim=8", "--disc", "dcgan:width=4", "--data", "mnist-5k:size=16",
+            "--metric", "none", "--steps", "1", "--device", "cpu", "--out", str(out), "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["metrics"] == []
+    assert not (out / "results.json").exists() or json.loads((out / "results.json").read_text()) == {}

@@ -53,7 +53,7 @@ NO_BATCHNORM = {
 }
 TINY_DCGAN = [
     "--gen", "dcgan:width=4,z_dim=8", "--disc", "dcgan:width=4", "--data", "mnist-5k:size=16", "--loss", "wgan-gp",
-    "--sched", "constant:d_steps=1", "--device", "cpu",
+    "--sched", "constant:d_steps=1", "--device", "cpu", "--metric", "none",
 ]  # fmt: skip
 
 

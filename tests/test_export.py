@@ -92,7 +92,7 @@ def run_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     dirs = {}
     for name, fields in RUNS.items():
-        config = RunConfig(**fields, steps=3, batch_size=8, device="cpu", sample_every=0, out=root / name)
+        config = RunConfig(**fields, steps=3, batch_size=8, device="cpu", sample_every=0, metrics=[], out=root / name)
         dirs[name] = train(config, quiet=True).run_dir
     return dirs
 

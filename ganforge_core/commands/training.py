@@ -42,7 +42,7 @@ def run_flags(
     sched: Annotated[str | None, typer.Option("--sched", help="Schedule. [default: constant]")] = None,
     data: Annotated[str | None, typer.Option("--data", help="Dataset. [default: mnist-5k]")] = None,
     metric: Annotated[
-        list[str] | None, typer.Option("--metric", help="Metric at the end; repeat. [default: all that fit]")
+        list[str] | None, typer.Option("--metric", help="Metric at the end; repeat; 'none' for none. [default: all that fit]")
     ] = None,
     conditional: Annotated[
         bool | None, typer.Option("--conditional", help="Class-conditional G and D on a labelled dataset.")
@@ -121,7 +121,7 @@ def run_flags(
         "regularizers": reg or None,
         "scheduler": sched,
         "dataset": data,
-        "metrics": metric or None,
+        "metrics": [] if metric == ["none"] else (metric or None),
         "conditional": conditional,
         "steps": steps,
         "batch_size": batch_size,
