@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ganforge_core import RunConfig, get_registry, resolve
-from ganforge_core import bench
+from ganforge_core import RunConfig, bench, get_registry, resolve
 from ganforge_core.cli import app
 
+PACGAN_RECIPES = sorted(set(bench.RECIPES) - {bench.PRESET})
 
-@pytest.mark.parametrize("recipe", sorted(bench.RECIPES))
+
+@pytest.mark.parametrize("recipe", PACGAN_RECIPES)
 @pytest.mark.parametrize("dataset", bench.DATASETS)
-def test_every_recipe_resolves_to_the_pacgan_setup(recipe: str, dataset: str, tmp_path: Path) -> None:
+def test_every_pacgan_recipe_resolves_to_the_pacgan_setup(recipe: str, dataset: str, tmp_path: Path) -> None:
     plan = resolve(RunConfig.model_validate(bench.recipe_config(recipe, dataset, 0, 10, tmp_path)), get_registry())
     config = plan.config
     assert (config.generator.name, config.discriminator.name, config.loss.name) == ("mlp", "mlp", "non-saturating")
@@ -26,6 +27,22 @@ def test_every_recipe_resolves_to_the_pacgan_setup(recipe: str, dataset: str, tm
     assert [m.name for m in config.metrics] == ["mixture-modes"]
     packing = [r.options["m"] for r in config.regularizers if r.name == "packing"]
     assert packing == ({"gan": [], "pacgan2": [2], "pacgan4": [4]}[recipe])
+    assert bench.recipe_config(recipe, dataset, 0, None, tmp_path)["steps"] == bench.DEFAULT_STEPS
+
+
+@pytest.mark.parametrize("dataset", bench.DATASETS)
+def test_the_preset_recipe_is_the_shipped_preset_of_the_dataset(dataset: str, tmp_path: Path) -> None:
+    from ganforge_core import presets
+
+    fields = bench.recipe_config(bench.PRESET, dataset, 3, None, tmp_path / "run")
+    preset = presets.load(dataset)
+    assert {k: fields[k] for k in preset if k != "dataset"} == {k: v for k, v in preset.items() if k != "dataset"}
+    assert (fields["dataset"], fields["seed"], fields["steps"], fields["metrics"]) == (
+        dataset, 3, preset["steps"], ["mixture-modes"]
+    )
+    assert bench.recipe_config(bench.PRESET, dataset, 0, 7, tmp_path)["steps"] == 7
+    plan = resolve(RunConfig.model_validate(fields), get_registry())
+    assert plan.config.dataset.name == dataset and plan.config.device == "cpu"
 
 
 def test_mean_and_standard_error() -> None:
@@ -38,13 +55,14 @@ def test_table_puts_our_row_beside_the_published_ones() -> None:
               "mean": {"modes": 20.0, "hq": 90.0, "reverse-kl": 0.5},
               "stderr": {"modes": 1.0, "hq": 2.0, "reverse-kl": 0.1}}  # fmt: skip
     text = bench.table(report)
-    assert "| ganforge gan (2 seeds, 9 steps)" in text and "20.0±1.0" in text and "0.50±0.10" in text
+    assert "| ganforge gan (2 seeds, 9 steps)" in text and "20.0±1.0" in text and "0.500±0.100" in text
     assert "PacGAN paper: PacGAN4" in text and "24.8±0.2" in text
     assert "VEEGAN paper: VEEGAN" in text and "40.0" in text
 
 
 def test_bench_command_trains_each_seed_into_its_run_directory(tmp_path: Path) -> None:
-    args = ["bench", "ring-8", "--seeds", "2", "--steps", "3", "--recipe", "pacgan2", "--runs-dir", str(tmp_path), "--json"]
+    args = ["bench", "ring-8", "--seeds", "2", "--steps", "3", "--recipe", "pacgan2", "--jobs", "1",
+            "--runs-dir", str(tmp_path), "--json"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -66,10 +84,24 @@ def test_bench_command_trains_each_seed_into_its_run_directory(tmp_path: Path) -
 
 @pytest.mark.parametrize(
     ("args", "words"),
-    [(["bench", "mnist-5k"], ["ring-8", "grid-25"]), (["bench", "ring-8", "--recipe", "wgan"], ["gan", "pacgan4"])],
+    [(["bench", "mnist-5k"], ["ring-8", "grid-25"]), (["bench", "ring-8", "--recipe", "wgan"], ["preset", "gan", "pacgan4"])],
 )
 def test_bench_refuses_bad_input_in_one_line(args: list[str], words: list[str]) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and all(w in lines[0] for w in words)
+
+
+def test_seeds_trained_in_parallel_workers_match_one_process(tmp_path: Path) -> None:
+    """--jobs 2 spawns workers; each seed's run is the same run as in one process, bit for bit."""
+    reports = {}
+    for jobs in ("1", "2"):
+        args = ["bench", "ring-8", "--seeds", "2", "--steps", "4", "--recipe", "gan", "--jobs", jobs,
+                "--runs-dir", str(tmp_path / jobs), "--json"]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        reports[jobs] = json.loads(result.stdout)
+    assert reports["2"]["jobs"] == 2 and [r["seed"] for r in reports["2"]["per_seed"]] == [0, 1]
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in reports["1"]["per_seed"]]
+    assert [{k: v for k, v in row.items() if k != "seconds"} for row in reports["2"]["per_seed"]] == strip

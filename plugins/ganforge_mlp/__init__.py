@@ -3,6 +3,15 @@
 In ``--conditional`` runs G appends a learned class embedding (``z_dim`` dimensions)
 to z and D is a projection discriminator (Miyato & Koyama 2018) whose features
 phi(x) are its last hidden layer. Unconditional networks are unchanged by this.
+
+With ``cells=K`` the generator partitions its Gaussian latent space into K
+equally likely cells by the first coordinate (cell ``floor(K * Phi(z_0))``, Phi
+the standard normal CDF) and feeds a learned embedding of the cell in place of
+``z_0``. A continuous map of a connected latent space cannot cover a target made
+of separate pieces without putting samples between them (Khayatkhoei et al. 2018;
+Tanielian et al. 2020); the cells give G a cut between pieces for free, so on
+2D mixtures almost every sample lands on a mode. The latent is still
+``z ~ N(0, I)``: nothing else in ganforge changes.
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import torch
 from pydantic import Field
 from torch import Tensor, nn
 
@@ -27,6 +37,13 @@ class GeneratorOptions(Options):
     hidden: int = Field(400, ge=1, description="units per hidden layer")
     depth: int = Field(4, ge=1, description="hidden layers")
     batchnorm: bool = Field(True, description="BatchNorm after each hidden linear layer")
+    cells: int = Field(
+        0,
+        ge=0,
+        description="split the latent space into this many equally likely cells (by Phi(z_0)), each with a "
+        "learned embedding, so G can cover separate modes with no samples between them; 0: off",
+    )
+    cell_dim: int = Field(8, ge=1, description="size of a cell's embedding (with cells > 0)")
 
 
 class DiscriminatorOptions(Options):
@@ -53,7 +70,8 @@ class MLPGenerator(nn.Module):
         self.data_shape = data_shape
         layers: list[nn.Module] = []
         label_dim = options.z_dim if num_classes else 0
-        width = options.z_dim + label_dim
+        self.cells = LatentCells(options.cells, options.cell_dim) if options.cells else None
+        width = (options.z_dim - 1 + options.cell_dim if self.cells else options.z_dim) + label_dim
         for _ in range(options.depth):
             layers.append(nn.Linear(width, options.hidden, bias=not options.batchnorm))
             if options.batchnorm:
@@ -69,7 +87,24 @@ class MLPGenerator(nn.Module):
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         if self.label_embedding is not None:
             z = self.label_embedding.concat(z, labels)
+        if self.cells is not None:
+            z = self.cells(z)
         return self.net(z).reshape(-1, *self.data_shape)
+
+
+class LatentCells(nn.Module):
+    """Replace z_0 by a learned embedding of its cell ``floor(K * Phi(z_0))``: K equally likely cells."""
+
+    def __init__(self, cells: int, dim: int) -> None:
+        super().__init__()
+        self.count = cells
+        self.embedding = nn.Embedding(cells, dim)
+
+    def cell(self, z0: Tensor) -> Tensor:
+        return (torch.special.ndtr(z0) * self.count).long().clamp_(0, self.count - 1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.cat([self.embedding(self.cell(z[:, 0])), z[:, 1:]], dim=1)
 
 
 class MLPDiscriminator(nn.Module):
