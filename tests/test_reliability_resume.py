@@ -151,6 +151,16 @@ class Recorder:
         self.calls.append(("end", step))
 
 
+@pytest.fixture()
+def interactive_sigint():
+    """SIGINT as in a terminal (Python's default_int_handler), whatever this process inherited:
+    a job started in the background by a non-interactive shell begins with SIGINT ignored."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
+@pytest.mark.usefixtures("interactive_sigint")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_checkpoints_and_stops_with_128_plus_the_signal(signum: int, tmp_path: Path) -> None:
     out, recorder = tmp_path / "run", Recorder()
@@ -185,6 +195,7 @@ class SignalTwice:
             signal.raise_signal(signal.SIGINT)
 
 
+@pytest.mark.usefixtures("interactive_sigint")
 def test_a_second_sigint_stops_at_once(tmp_path: Path) -> None:
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
