@@ -66,7 +66,9 @@ def main() -> None:
             typer.echo(ctx.get_help())
             sys.exit(0)
         command = ctx.command_path if ctx is not None else "ganforge"
-        typer.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
+        from ganforge_core.commands.common import one_line
+
+        typer.echo(f"error: {one_line(exc.format_message())} (see '{command} --help')", err=True)
         code = exc.exit_code
     except typer.Abort:
         typer.echo("aborted", err=True)

@@ -579,6 +579,8 @@ def assert_clean_exit(result, args: list[str]) -> None:
 @example(extra=["--batch-size", "1", "--gen", "mlp:depth=1"])
 @example(extra=["--seed", str(2**64 - 2)])
 @example(extra=["--device", "mps"])
+@example(extra=["--gen", "0\r0"])  # found by this test: a name with a carriage return
+@example(extra=["--data", "ring\u20288", "--metric", "x\ny"])
 def test_random_arguments_never_end_in_a_traceback(extra: list[str]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         args = ["run", *TINY, "-q", *extra, "--steps", "1", "--out", f"{scratch}/run"]

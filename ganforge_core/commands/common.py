@@ -48,8 +48,14 @@ FLAGS = {
 COMPONENT_HELP = "NAME or NAME:key=value,... (see 'ganforge plugins')"
 
 
+def one_line(message: str) -> str:
+    """``message`` with control characters escaped, so it prints as one line whatever the
+    user typed into it (a name with a carriage return or a line separator stays visible)."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     return typer.Exit(code)
 
 
