@@ -30,8 +30,8 @@ from ganforge_core import BuildContext, Dataset, Metric, Options, hookimpl
 from ganforge_digit_metrics import classifier as clf
 from ganforge_digit_metrics import provenance
 from ganforge_digit_metrics.measures import (
-    fid,
-    kid,
+    fid_scores,
+    kid_scores,
     kl_to_uniform,
     precision_recall,
     real_halves,
@@ -156,14 +156,14 @@ class ClassifierFID(FeatureMetric):
     name = "classifier-fid"
 
     def measure(self, real_a: Tensor, real_b: Tensor, fake: Tensor) -> dict[str, float]:
-        return {"fid": fid(fake, real_a), "real-floor": fid(real_b, real_a), "n": float(len(fake))}
+        return fid_scores(real_a, real_b, fake)
 
 
 class ClassifierKID(FeatureMetric):
     name = "classifier-kid"
 
     def measure(self, real_a: Tensor, real_b: Tensor, fake: Tensor) -> dict[str, float]:
-        return {"kid": kid(fake, real_a), "real-floor": kid(real_b, real_a), "n": float(len(fake))}
+        return kid_scores(real_a, real_b, fake)
 
 
 class PrecisionRecall(FeatureMetric):

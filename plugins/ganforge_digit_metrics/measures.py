@@ -59,6 +59,16 @@ def kid(a: Tensor, b: Tensor, subsets: int = 10, subset_size: int = 1000) -> flo
     return total / subsets
 
 
+def fid_scores(real_a: Tensor, real_b: Tensor, fake: Tensor) -> dict[str, float]:
+    """FID of ``fake`` against real half A, beside the real-vs-real floor (half B against A)."""
+    return {"fid": fid(fake, real_a), "real-floor": fid(real_b, real_a), "n": float(len(fake))}
+
+
+def kid_scores(real_a: Tensor, real_b: Tensor, fake: Tensor) -> dict[str, float]:
+    """KID of ``fake`` against real half A, beside the real-vs-real floor (half B against A)."""
+    return {"kid": kid(fake, real_a), "real-floor": kid(real_b, real_a), "n": float(len(fake))}
+
+
 def _kth_distance(x: Tensor, k: int) -> Tensor:
     """Distance from each row of x to its k-th nearest other row."""
     return torch.cat([torch.cdist(chunk, x).kthvalue(k + 1, dim=1).values for chunk in x.split(1024)])

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ganforge_core import BuildContext, ConfigError, Dataset, Metric, Options, hookimpl
 from ganforge_digit_metrics import provenance
-from ganforge_digit_metrics.measures import fid, kid, real_halves
+from ganforge_digit_metrics.measures import fid_scores, kid_scores, real_halves
 from ganforge_inception import network
 from ganforge_inception.network import ENV, NO_WEIGHTS
 
@@ -124,14 +124,14 @@ class InceptionFID(InceptionMetric):
     name = "inception-fid"
 
     def measure(self, real_a: Tensor, real_b: Tensor, fake: Tensor) -> dict[str, float]:
-        return {"fid": fid(fake, real_a), "real-floor": fid(real_b, real_a), "n": float(len(fake))}
+        return fid_scores(real_a, real_b, fake)
 
 
 class InceptionKID(InceptionMetric):
     name = "inception-kid"
 
     def measure(self, real_a: Tensor, real_b: Tensor, fake: Tensor) -> dict[str, float]:
-        return {"kid": kid(fake, real_a), "real-floor": kid(real_b, real_a), "n": float(len(fake))}
+        return kid_scores(real_a, real_b, fake)
 
 
 def _factory(cls: type[InceptionMetric]) -> Callable[[InceptionOptions, BuildContext], Metric]:
