@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 from typer.testing import CliRunner
 
 from fake_datasets import write_fake_cifar10, write_fake_images, write_fake_mnist
@@ -231,6 +232,36 @@ def test_measures_on_known_inputs() -> None:
     assert measures.precision_recall(x, x) == (1.0, 1.0)
     precision, recall = measures.precision_recall(x, torch.randn(500, 4) + 50)
     assert precision == 0.0 and recall == 0.0
+
+
+def test_the_real_floor_is_averaged_over_halvings_of_one_pool() -> None:
+    torch.manual_seed(0)
+    pool = measures.real_pool(torch.arange(100.0).unsqueeze(1), wanted=30)
+    assert len(pool) == 60 and len(set(pool.flatten().tolist())) == 60  # two halves of 30, no repeats
+    assert len(measures.real_pool(torch.arange(9.0).unsqueeze(1), wanted=30)) == 8  # capped at N // 2 each
+
+    seen: list[tuple[Tensor, Tensor]] = []
+
+    def record(a: Tensor, b: Tensor, fake: Tensor) -> dict[str, float]:
+        seen.append((a, b))
+        return {"size": float(len(a) + len(b)), "first": float(a[0, 0])}
+
+    result = measures.over_halvings(pool, torch.zeros(30, 1), 4, record)
+    assert len(seen) == 4 and result["size"] == 60.0
+    assert result["first"] == pytest.approx(sum(float(a[0, 0]) for a, _ in seen) / 4)
+    for a, b in seen:  # every halving splits the whole pool into disjoint halves
+        assert sorted(torch.cat([a, b]).flatten().tolist()) == sorted(pool.flatten().tolist())
+
+    # Averaging steadies the floor: over 100 draws, the spread of a 5-halving floor is well below one halving's.
+    features = torch.randn(400, 8) * torch.linspace(0.5, 3, 8)
+    fake = torch.randn(200, 8)
+
+    def floors(splits: int) -> Tensor:
+        return torch.tensor(
+            [measures.over_halvings(features, fake, splits, measures.fid_scores)["real-floor"] for _ in range(100)]
+        )
+
+    assert floors(5).std() < 0.75 * floors(1).std()  # about 0.45 expected
 
 
 def digits_as_generator(dataset):

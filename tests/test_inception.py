@@ -145,7 +145,7 @@ def test_a_run_evaluates_inception_kid_only_when_named(weights: Path, kid_run: P
     assert set(results) == {"inception-kid/kid", "inception-kid/real-floor", "inception-kid/n"}
     saved = json.loads((kid_run / "config.json").read_text())["metrics"]
     assert saved == [{"name": "inception-kid", "options": {
-        "download": False, "weights": str(weights), "samples": 2, "batch_size": 2}}]  # fmt: skip
+        "download": False, "weights": str(weights), "samples": 2, "splits": 5, "batch_size": 2}}]  # fmt: skip
     record = json.loads((Path(os.environ["GANFORGE_CACHE"]) / "metrics-provenance.json").read_text())["inception-kid"]
     assert record["weights_sha256"] == sha256(weights)
     assert (record["n_real"], record["n_fake"], record["seed"]) == (4, 2, 4 + 2)  # metrics run under seed + 2
@@ -161,7 +161,7 @@ def test_the_metrics_are_listed_by_ganforge_plugins() -> None:
     components = [c for plugin in json.loads(result.output)["plugins"] for c in plugin["components"]]
     found = {c["name"]: c for c in components if c["kind"] == "metric"}
     for name in ("inception-fid", "inception-kid"):
-        assert [o["name"] for o in found[name]["options"]] == ["download", "weights", "samples", "batch_size"]
+        assert [o["name"] for o in found[name]["options"]] == ["download", "weights", "samples", "splits", "batch_size"]
         assert found[name]["requires"] == ["image"] and found[name]["traits"] == ["opt-in"]
 
 

@@ -8,7 +8,9 @@ a triple of digits and its features are the three channels' features side by sid
 
 Feature metrics are reported beside a floor: the same statistic between two
 disjoint halves of the real data, each as large as the generated set, so the
-numbers can be read against what perfect samples would score. These are not
+numbers can be read against what perfect samples would score. Both the score
+(against half A) and the floor (half B against A) are averaged over ``splits``
+random halvings: one halving's floor is noisy. These are not
 Inception-network scores: never compare them with published FIDs.
 
 The Metric protocol returns numbers only; what produced them (feature extractor,
@@ -33,8 +35,9 @@ from ganforge_digit_metrics.measures import (
     fid_scores,
     kid_scores,
     kl_to_uniform,
+    over_halvings,
     precision_recall,
-    real_halves,
+    real_pool,
 )
 
 PROVENANCE = provenance.FILE
@@ -100,6 +103,9 @@ class FeatureOptions(Options):
     samples: int = Field(
         5_000, ge=2, description="generated samples; capped at half the real set so the real floor has two halves"
     )
+    splits: int = Field(
+        5, ge=1, description="random halvings of the real samples that the score and its floor are averaged over"
+    )
 
 
 class PrecisionRecallOptions(FeatureOptions):
@@ -140,13 +146,12 @@ class FeatureMetric(Metric):
         self.options = options
 
     def compute(self, generate: Callable[[int], Tensor], dataset: Dataset) -> dict[str, float]:
-        real_a, real_b = real_halves(dataset.samples, self.options.samples)
-        m = len(real_a)
-        _, fa = digit_outputs(real_a)
-        _, fb = digit_outputs(real_b)
+        real = real_pool(dataset.samples, self.options.samples)
+        m = len(real) // 2
+        _, real_features = digit_outputs(real)
         _, fake = digit_outputs(generate(m))
         record_provenance(self.name, 2 * m, m)
-        return self.measure(fa, fb, fake)
+        return over_halvings(real_features, fake, self.options.splits, self.measure)
 
     def measure(self, real_a: Tensor, real_b: Tensor, fake: Tensor) -> dict[str, float]:
         raise NotImplementedError

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ganforge_core import BuildContext, ConfigError, Dataset, Metric, Options, hookimpl
 from ganforge_digit_metrics import provenance
-from ganforge_digit_metrics.measures import fid_scores, kid_scores, real_halves
+from ganforge_digit_metrics.measures import fid_scores, kid_scores, over_halvings, real_pool
 from ganforge_inception import network
 from ganforge_inception.network import ENV, NO_WEIGHTS
 
@@ -51,6 +51,9 @@ class InceptionOptions(Options):
     )
     samples: int = Field(
         5_000, ge=2, description="generated samples; capped at half the real set so the real floor has two halves"
+    )
+    splits: int = Field(
+        5, ge=1, description="random halvings of the real samples that the score and its floor are averaged over"
     )
     batch_size: int = Field(50, ge=1, description="images per Inception forward pass")
 
@@ -93,8 +96,8 @@ class InceptionMetric(Metric):
         try:
             network.check_images(dataset.samples, "the dataset")
             extractor = network.load(options.weights, options.download)
-            real_a, real_b = real_halves(dataset.samples, options.samples)
-            m = len(real_a)
+            real = real_pool(dataset.samples, options.samples)
+            m = len(real) // 2
             fake = generate(m)
             network.check_images(fake, "the generator's output")
         except network.WeightsError as exc:
@@ -103,7 +106,7 @@ class InceptionMetric(Metric):
         def features(images: Tensor) -> Tensor:
             return network.features(extractor.model, images, options.batch_size, self.device)
 
-        fa, fb, ff = features(real_a), features(real_b), features(fake)
+        real_features, fake_features = features(real), features(fake)
         fields = {
             "feature_extractor": f"{network.NAME} (ImageNet; {network.FEATURES} pool features, "
             f"{network.SIZE}x{network.SIZE} bilinear)",
@@ -114,7 +117,7 @@ class InceptionMetric(Metric):
             "n_fake": m,
         }
         provenance.record(self.name, fields)
-        return self.measure(fa, fb, ff)
+        return over_halvings(real_features, fake_features, options.splits, self.measure)
 
     def measure(self, real_a: Tensor, real_b: Tensor, fake: Tensor) -> dict[str, float]:
         raise NotImplementedError
