@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -274,6 +275,45 @@ def test_a_killed_rank_ends_the_job_and_resume_continues(tmp_path: Path) -> None
     assert ckpt.list_checkpoints(out)[-1].name == f"checkpoint-{last + 2:08d}.pt"
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "event" not in r] == list(range(2, last + 3, 2))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc (Linux)")
+def test_a_rank_that_hangs_ends_the_job_after_the_timeout(tmp_path: Path) -> None:
+    """A rank stopped with SIGSTOP neither dies nor answers: rank 0's next collective
+    times out after GANFORGE_DIST_TIMEOUT, it says so in one line, and the job ends."""
+    out = tmp_path / "run"
+    logs = tmp_path / "job.log"
+    args = [*TINY_DCGAN, "--batch-size", "8", "--steps", "100000", "--checkpoint-every", "2", "--log-every", "2"]
+    with open(logs, "w") as log:
+        job = subprocess.Popen(
+            [*GANFORGE_RUN, *args, "--sample-every", "0", "--out", str(out)],
+            env={**subprocess_env(), "GANFORGE_DIST_TIMEOUT": "5"}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    victims: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not (out.exists() and ckpt.list_checkpoints(out)):
+            assert job.poll() is None, logs.read_text()
+            assert time.monotonic() < deadline, "no checkpoint within 180 s"
+            time.sleep(0.2)
+        victims = [pid for pid in _workers(job.pid) if _local_rank(pid) == "1"]
+        assert len(victims) == 1, _workers(job.pid)
+        os.kill(victims[0], signal.SIGSTOP)
+        code = job.wait(timeout=150)  # 5 s timeout, then torchrun's 30 s grace before it kills the stopped rank
+    finally:
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGCONT)
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+    text = logs.read_text()
+    assert code != 0, text
+    errors = [line for line in text.splitlines() if line.startswith("error: rank 0:")]
+    assert len(errors) == 1 and "stopped answering" in errors[0] and "--resume" in errors[0], text
+    assert "Timed out" in errors[0], errors[0]
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc (Linux)")
