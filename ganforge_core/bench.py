@@ -7,6 +7,12 @@ preset named like the dataset (``ganforge_core/presets/``); ``gan``, ``pacgan2``
 ``<runs>/bench-<dataset>-<recipe>/seed-<K>/`` and is evaluated with the
 ``mixture-modes`` metric on 2,500 samples (PacGAN's protocol). Seeds train in
 parallel worker processes (``--jobs``), one torch thread each.
+
+A finished seed leaves ``bench.json`` (its row and the RunConfig fields it was trained
+with) in its directory. Running the bench again reuses every finished seed whose fields
+match and trains only the rest, so ``--seeds 10`` after ``--seeds 3`` trains seeds 3-9,
+and an interrupted bench continues; an unfinished seed is trained again from scratch.
+A finished seed trained with other settings is an error unless ``--fresh``.
 """
 
 from __future__ import annotations
@@ -139,15 +145,22 @@ def run_bench(
     fields = recipe_fields(recipe, dataset)
     steps = steps or fields["steps"]
     root = runs / f"bench-{dataset}-{recipe}"
-    outs = [root / f"seed-{seed}" for seed in range(seeds)]
-    existing = [out for out in outs if out.exists()]
-    if existing and not fresh:
-        raise ConfigError(f"{existing[0]} exists; pass --fresh to replace bench runs, or --runs-dir NEW")
-    for out in existing:
-        shutil.rmtree(out)
+    configs = [recipe_config(recipe, dataset, seed, steps, root / f"seed-{seed}") for seed in range(seeds)]
+    reused, to_train = [], []
+    for fields in configs:
+        out = Path(fields["out"])
+        row = None if fresh else finished_row(out, fields)
+        if row is not None:
+            reused.append(row)
+            continue
+        if out.exists():
+            shutil.rmtree(out)
+        to_train.append(fields)
     started = time.perf_counter()
-    configs = [recipe_config(recipe, dataset, seed, steps, out) for seed, out in enumerate(outs)]
-    per_seed = _train_seeds(configs, quiet, progress, jobs)
+    for row in reused:
+        if progress is not None:
+            progress({**row, "reused": True})
+    per_seed = sorted(reused + _train_seeds(to_train, quiet, progress, jobs), key=lambda row: row["seed"])
     summary = summarise(per_seed)
     return {
         "dataset": dataset,
@@ -156,6 +169,7 @@ def run_bench(
         "steps": steps,
         "seeds": seeds,
         "jobs": jobs,
+        "reused": [row["seed"] for row in reused],
         "runs": str(root),
         "seconds": round(time.perf_counter() - started, 1),
         "per_seed": per_seed,
@@ -165,6 +179,38 @@ def run_bench(
             name: {k: (list(v) if v else None) for k, v in row.items()} for name, row in ANCHORS[dataset].items()
         },
     }
+
+
+RECORD = "bench.json"  # in a seed's run directory once it has finished: its row and fields
+
+
+def finished_row(out: Path, fields: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished seed's row, if ``out`` holds one trained with ``fields``; None if unfinished.
+
+    Raises ``ConfigError`` for a finished seed trained with other fields: replacing it is
+    the user's call (``--fresh``), not ours.
+    """
+    try:
+        record = json.loads((out / RECORD).read_text())
+        row, trained_with = record["row"], record["fields"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if _comparable(trained_with) != _comparable(fields):
+        raise ConfigError(
+            f"{out} was trained with other settings ({_difference(trained_with, fields)}); "
+            "pass --fresh to replace bench runs, or --runs-dir NEW"
+        )
+    return row
+
+
+def _comparable(fields: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(fields, default=str))  # tuples -> lists, paths -> str
+
+
+def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    old, new = _comparable(old), _comparable(new)
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in keys[:3])
 
 
 def train_one(fields: dict[str, Any], quiet: bool = True) -> dict[str, Any]:
@@ -185,7 +231,12 @@ def train_one(fields: dict[str, Any], quiet: bool = True) -> dict[str, Any]:
         result = train(RunConfig.model_validate(fields), quiet=quiet)
     finally:
         torch.set_num_threads(threads)
-    return {**result.results, "seed": fields["seed"], "seconds": round(time.perf_counter() - started, 1)}
+    row = {**result.results, "seed": fields["seed"], "seconds": round(time.perf_counter() - started, 1)}
+    record = Path(fields["out"]) / RECORD
+    temporary = record.with_name(record.name + ".tmp")
+    temporary.write_text(json.dumps({"row": row, "fields": _comparable(fields)}, indent=2))
+    os.replace(temporary, record)  # a seed is finished once this file exists, and never half-written
+    return row
 
 
 def _train_seeds(configs: list[dict[str, Any]], quiet: bool, progress: Any, jobs: int) -> list[dict[str, Any]]:
@@ -249,7 +300,9 @@ def command(
         int | None, typer.Option(min=1, help="Seeds trained at once, one process each. [default: one per CPU core]")
     ] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where bench-<dataset>-<recipe>/seed-K/ go.")] = Path("runs"),
-    fresh: Annotated[bool, typer.Option("--fresh", help="Replace existing bench runs of this recipe.")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Retrain every seed; by default finished seeds with the same settings are reused.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Train K seeds of a recipe on ring-8 or grid-25; mean ± standard error beside PacGAN and VEEGAN."""
@@ -258,7 +311,8 @@ def command(
     def progress(row: dict[str, Any]) -> None:
         if not as_json:
             values = "  ".join(f"{k.split('/')[-1]}={row[f'{METRIC}/{k}']:.4g}" for k, _, _ in COLUMNS)
-            typer.echo(f"seed {row['seed']}: {values}  ({row['seconds']:.0f} s)", err=True)
+            reused = "reused, " if row.get("reused") else ""
+            typer.echo(f"seed {row['seed']}: {values}  ({reused}{row['seconds']:.0f} s)", err=True)
 
     with user_errors():
         if recipe not in RECIPES:
@@ -273,6 +327,8 @@ def command(
     else:
         typer.echo(table(report))
         typer.echo(
-            f"{seeds} seeds x {report['steps']} steps in {report['seconds']:.0f} s ({report['jobs']} at a time); "
+            f"{seeds} seeds x {report['steps']} steps in {report['seconds']:.0f} s ({report['jobs']} at a time"
+            + (f"; {len(report['reused'])} finished seeds reused" if report["reused"] else "")
+            + "); "
             f"runs in {report['runs']}"
         )

@@ -75,8 +75,9 @@ def test_bench_command_trains_each_seed_into_its_run_directory(tmp_path: Path) -
     assert set(report["mean"]) == {"modes", "hq", "reverse-kl"} and 0 <= report["mean"]["hq"] <= 100
     assert "PacGAN paper: GAN" in report["anchors"]
 
-    again = CliRunner().invoke(app, args)
-    assert again.exit_code == 2 and "--fresh" in again.output and "Traceback" not in again.output
+    other = CliRunner().invoke(app, [*args[:4], "--steps", "5", *args[6:]])
+    assert other.exit_code == 2 and "--fresh" in other.output and "Traceback" not in other.output
+    assert "steps: 3 then, 5 now" in other.output
     table = CliRunner().invoke(app, [*args[:-1], "--fresh", "--seeds", "1"])
     assert table.exit_code == 0, table.output
     assert "| ganforge pacgan2 (1 seeds, 3 steps)" in table.output and "PacGAN paper: PacGAN2" in table.output
@@ -105,3 +106,25 @@ def test_seeds_trained_in_parallel_workers_match_one_process(tmp_path: Path) -> 
     assert reports["2"]["jobs"] == 2 and [r["seed"] for r in reports["2"]["per_seed"]] == [0, 1]
     strip = [{k: v for k, v in row.items() if k != "seconds"} for row in reports["1"]["per_seed"]]
     assert [{k: v for k, v in row.items() if k != "seconds"} for row in reports["2"]["per_seed"]] == strip
+
+
+def test_bench_reuses_finished_seeds_and_retrains_unfinished_ones(tmp_path: Path) -> None:
+    """--seeds 3 after --seeds 2 trains seed 2 only; a seed without bench.json (interrupted) is trained again."""
+    args = ["bench", "ring-8", "--steps", "3", "--recipe", "gan", "--jobs", "1", "--runs-dir", str(tmp_path), "--json"]
+    first = json.loads(CliRunner().invoke(app, [*args, "--seeds", "2"]).stdout)
+    root = tmp_path / "bench-ring-8-gan"
+    stamps = {seed: (root / f"seed-{seed}" / "results.json").stat().st_mtime_ns for seed in range(2)}
+    (root / "seed-1" / bench.RECORD).unlink()  # as if seed 1 had been interrupted
+
+    result = CliRunner().invoke(app, [*args, "--seeds", "3"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["reused"] == [0] and [row["seed"] for row in report["per_seed"]] == [0, 1, 2]
+    assert (root / "seed-0" / "results.json").stat().st_mtime_ns == stamps[0]
+    assert (root / "seed-1" / "results.json").stat().st_mtime_ns != stamps[1]
+    assert report["per_seed"][0] == first["per_seed"][0]
+    assert report["per_seed"][1] == {**first["per_seed"][1], "seconds": report["per_seed"][1]["seconds"]}  # same run
+
+    table = CliRunner().invoke(app, [*args[:-1], "--seeds", "3"])
+    assert table.exit_code == 0 and "3 finished seeds reused" in table.output
+    assert "seed 2: " in table.output and "(reused, " in table.output
