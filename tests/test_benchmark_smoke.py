@@ -1,4 +1,5 @@
-"""benchmarks/speed.py runs end to end on the CPU and reports every implementation."""
+"""The scripts in benchmarks/ run end to end on the CPU: speed.py reports every implementation,
+digit_metrics_calibration.py scores its man-made sets."""
 
 from __future__ import annotations
 
@@ -40,3 +41,26 @@ def test_quick_benchmark_reports_every_implementation(tmp_path: Path) -> None:
     assert flat == {(case, impl) for case in QUICK_CASES for impl in IMPLS}
     for name in IMPLS:  # the table names every implementation
         assert name in done.stdout
+
+
+def test_digit_metric_calibration_puts_a_one_pixel_shift_far_above_the_floor(tmp_path: Path) -> None:
+    """The ruler in docs/benchmarks.md: real digits score at their floor, the same digits shifted
+    by one pixel several times above it (in the subprocess, the suite's private classifier cache)."""
+    out = tmp_path / "calibration.json"
+    script = ROOT / "benchmarks" / "digit_metrics_calibration.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    command = [sys.executable, str(script), "--sets", "real digits,shifted 1 px right", "--json", str(out)]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {row["set"]: row for row in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"real digits", "shifted 1 px right"}
+    real, shifted = rows["real digits"], rows["shifted 1 px right"]
+    assert real["classifier-fid/fid"] < 1.5 * real["classifier-fid/real-floor"]
+    assert shifted["classifier-fid/fid"] > 3 * shifted["classifier-fid/real-floor"]
+    assert real["digit-classes/classes"] == 10 and real["digit-classes/kl"] < 0.01
+    gap = json.loads(out.read_text())["held_out"]
+    assert gap["held-out-vs-train"] > gap["train-vs-train"]  # the floor is optimistic for digits never seen
+    assert "| shifted 1 px right | 10 |" in done.stdout
+
+    bad = subprocess.run([sys.executable, str(script), "--sets", "upside down"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown set 'upside down'; valid: real digits" in bad.stderr
