@@ -147,15 +147,15 @@ def run_bench(
     root = runs / f"bench-{dataset}-{recipe}"
     configs = [recipe_config(recipe, dataset, seed, steps, root / f"seed-{seed}") for seed in range(seeds)]
     reused, to_train = [], []
-    for fields in configs:
-        out = Path(fields["out"])
-        row = None if fresh else finished_row(out, fields)
+    for seed_fields in configs:  # (not `fields`: the report's recipe_config is the recipe's)
+        out = Path(seed_fields["out"])
+        row = None if fresh else finished_row(out, seed_fields)
         if row is not None:
             reused.append(row)
             continue
         if out.exists():
             shutil.rmtree(out)
-        to_train.append(fields)
+        to_train.append(seed_fields)
     started = time.perf_counter()
     for row in reused:
         if progress is not None:
@@ -195,7 +195,7 @@ def finished_row(out: Path, fields: dict[str, Any]) -> dict[str, Any] | None:
         row, trained_with = record["row"], record["fields"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if _comparable(trained_with) != _comparable(fields):
+    if trained_with != _comparable(fields):  # stored already comparable
         raise ConfigError(
             f"{out} was trained with other settings ({_difference(trained_with, fields)}); "
             "pass --fresh to replace bench runs, or --runs-dir NEW"

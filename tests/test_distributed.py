@@ -239,6 +239,18 @@ def _local_rank(pid: int) -> str | None:
     return found[0].split(b"=", 1)[1].decode() if found else None
 
 
+def _rank_1_once_checkpointed(job: subprocess.Popen, out: Path, logs: Path, poll: float = 0.2) -> int:
+    """Wait (at most 180 s) for the job's first checkpoint, then return its rank-1 worker's pid."""
+    deadline = time.monotonic() + 180
+    while not (out.exists() and ckpt.list_checkpoints(out)):
+        assert job.poll() is None, logs.read_text()
+        assert time.monotonic() < deadline, "no checkpoint within 180 s"
+        time.sleep(poll)
+    victims = [pid for pid in _workers(job.pid) if _local_rank(pid) == "1"]
+    assert len(victims) == 1, _workers(job.pid)
+    return victims[0]
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc (Linux)")
 def test_a_killed_rank_ends_the_job_and_resume_continues(tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -250,14 +262,7 @@ def test_a_killed_rank_ends_the_job_and_resume_continues(tmp_path: Path) -> None
             env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while not (out.exists() and ckpt.list_checkpoints(out)):
-            assert job.poll() is None, logs.read_text()
-            assert time.monotonic() < deadline, "no checkpoint within 180 s"
-            time.sleep(0.2)
-        victims = [pid for pid in _workers(job.pid) if _local_rank(pid) == "1"]
-        assert len(victims) == 1, _workers(job.pid)
-        os.kill(victims[0], signal.SIGKILL)
+        os.kill(_rank_1_once_checkpointed(job, out, logs), signal.SIGKILL)
         killed = time.monotonic()
         code = job.wait(timeout=90)
         waited = time.monotonic() - killed
@@ -292,13 +297,7 @@ def test_a_rank_that_hangs_ends_the_job_after_the_timeout(tmp_path: Path) -> Non
         )  # fmt: skip
     victims: list[int] = []
     try:
-        deadline = time.monotonic() + 180
-        while not (out.exists() and ckpt.list_checkpoints(out)):
-            assert job.poll() is None, logs.read_text()
-            assert time.monotonic() < deadline, "no checkpoint within 180 s"
-            time.sleep(0.2)
-        victims = [pid for pid in _workers(job.pid) if _local_rank(pid) == "1"]
-        assert len(victims) == 1, _workers(job.pid)
+        victims = [_rank_1_once_checkpointed(job, out, logs)]
         os.kill(victims[0], signal.SIGSTOP)
         code = job.wait(timeout=150)  # 5 s timeout, then torchrun's 30 s grace before it kills the stopped rank
     finally:
@@ -331,14 +330,7 @@ def test_torchrun_restarts_continue_the_run_from_its_last_checkpoint(tmp_path: P
             env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while not (out.exists() and ckpt.list_checkpoints(out)):
-            assert job.poll() is None, logs.read_text()
-            assert time.monotonic() < deadline, "no checkpoint within 180 s"
-            time.sleep(0.1)
-        victims = [pid for pid in _workers(job.pid) if _local_rank(pid) == "1"]
-        assert len(victims) == 1, _workers(job.pid)
-        os.kill(victims[0], signal.SIGKILL)
+        os.kill(_rank_1_once_checkpointed(job, out, logs, poll=0.1), signal.SIGKILL)
         code = job.wait(timeout=240)
     finally:
         if job.poll() is None:
