@@ -291,6 +291,10 @@ def test_digit_metrics_tell_real_digits_from_noise() -> None:
     fid = metric("classifier-fid", samples=1000)
     good, bad = fid.compute(real, digits), fid.compute(noise, digits)
     assert good["n"] == 1000 and good["fid"] < 2 * good["real-floor"] < bad["fid"]
+    # The like-for-like pair on the classifier's own split: mnist-5k's digits are mostly ones it
+    # trained on, so they score below its held-out digits (the reason the pair exists); noise is far off.
+    assert 0 < good["heldout-fid"] < good["heldout-floor"] < bad["heldout-fid"] / 10
+    assert bad["heldout-floor"] == pytest.approx(good["heldout-floor"], rel=0.3)
     kid = metric("classifier-kid", samples=1000)
     good, bad = kid.compute(real, digits), kid.compute(noise, digits)
     assert abs(good["kid"]) < bad["kid"] / 100 and abs(good["real-floor"]) < bad["kid"] / 100
@@ -298,6 +302,35 @@ def test_digit_metrics_tell_real_digits_from_noise() -> None:
     good, bad = pr.compute(real, digits), pr.compute(noise, digits)
     assert good["precision"] > 0.8 and good["recall"] > 0.8 and good["real-floor-recall"] > 0.8
     assert bad["precision"] < 0.05 and bad["recall"] < 0.05
+
+
+def test_heldout_pair_is_like_for_like_and_only_at_28_pixels() -> None:
+    from ganforge_digit_metrics import compose, split_features
+
+    torch.manual_seed(0)
+    held, trained = split_features()
+    assert held.shape == (1000, 128) and trained.shape == (4000, 128)
+    one = compose(held, 300, 1)
+    assert one.shape == (300, 128) and len(torch.unique(one, dim=0)) == 300  # distinct digits
+    triples = compose(held, 50, 3)
+    assert triples.shape == (50, 384)
+    for block in triples.reshape(50, 3, 128).unbind(1):  # each channel's features are one held-out digit's
+        assert (block[:, None] == held[None]).all(-1).any(1).all()
+
+    # The classifier's held-out digits offered as the generated set score exactly the floor
+    # (same digits, same reference draws); fewer generated images shrink both sides alike.
+    images, labels = clf.read_mnist_5k()
+    held_images = images[clf.split(labels)[1]]
+    digits = build("mnist-5k")
+    values = metric("classifier-fid", samples=1000).compute(lambda n: held_images[:n], digits)
+    assert values["heldout-fid"] == pytest.approx(values["heldout-floor"], rel=1e-6)
+    small = metric("classifier-fid", samples=200).compute(digits_as_generator(digits), digits)
+    assert small["n"] == 200 and small["heldout-floor"] > values["heldout-floor"]  # FID's small-sample bias
+
+    # At another size the reference digits would be resized unlike the generated ones: no pair.
+    big = build("mnist-5k", size=32)
+    values = metric("classifier-fid", samples=100).compute(digits_as_generator(big), big)
+    assert "fid" in values and not any(key.startswith("heldout") for key in values)
 
 
 def test_stacked_modes_counts_digit_triples() -> None:
