@@ -15,7 +15,9 @@ Inception-network scores: never compare them with published FIDs.
 
 That floor is optimistic when the real data are mnist-5k: the classifier trained
 on 4,000 of those very digits, and its features of digits it has seen are tighter
-than of digits it has not (measured: 9.4 against 16.3 at 500 a side). Generated
+than of digits it has not (at 1,000 a side against its training digits: about 5
+for other training digits, measured once by hand; about 10 for its held-out ones,
+the held-out floor of ``benchmarks/digit_metrics_calibration.py``). Generated
 digits are always unseen, so ``classifier-fid`` also reports a like-for-like pair
 on the classifier's own split, at the size of its held-out set (1,000):
 ``heldout-floor``, its held-out digits against as many of its training digits,
