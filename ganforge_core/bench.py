@@ -1,12 +1,15 @@
-"""``ganforge bench``: train K seeds of a named recipe on a 2D mixture; report mean ± standard error
-beside the published PacGAN and VEEGAN numbers (``docs/benchmarks.md``).
+"""``ganforge bench``: train K seeds of a named recipe on ring-8, grid-25 or Stacked MNIST; report
+mean ± standard error beside the published PacGAN and VEEGAN numbers (``docs/benchmarks.md``).
 
-Recipes are plain data: RunConfig fields. ``preset`` (the default) is the shipped
-preset named like the dataset (``ganforge_core/presets/``); ``gan``, ``pacgan2`` and
-``pacgan4`` are PacGAN's own setups. Each seed's run goes to
-``<runs>/bench-<dataset>-<recipe>/seed-<K>/`` and is evaluated with the
-``mixture-modes`` metric on 2,500 samples (PacGAN's protocol). Seeds train in
-parallel worker processes (``--jobs``), one torch thread each.
+Each dataset's protocol is a ``Benchmark``: its metric (``mixture-modes`` on 2,500
+samples, or ``stacked-modes`` on 26,000), the columns shown, the published rows and
+the recipes. Recipes are plain data: RunConfig fields. ``preset`` is the shipped
+preset named like the dataset (``ganforge_core/presets/``), offered where one is
+shipped and then the default; ``gan``, ``pacgan2`` and ``pacgan4`` are PacGAN's 2D
+setups, ``dcgan`` and ``pacdcgan2`` its Stacked MNIST rows on ganforge's dcgan
+networks. Each seed's run goes to ``<runs>/bench-<dataset>-<recipe>/seed-<K>/``.
+Seeds train in parallel worker processes (``--jobs``): the 2D nets with one torch
+thread each, conv nets with the cores shared out; on a GPU one seed at a time.
 
 A finished seed leaves ``bench.json`` (its row and the RunConfig fields it was trained
 with) in its directory. Running the bench again reuses every finished seed whose fields
@@ -25,6 +28,7 @@ import shutil
 import statistics
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,68 +47,165 @@ PACGAN_2D: dict[str, Any] = {
     "betas": (0.8, 0.999),
     "batch_size": 100,
 }
+# Stacked MNIST: ganforge's dcgan G and D (not VEEGAN's exact networks) with DCGAN's own
+# optimiser (Radford et al. 2016): Adam lr 2e-4, betas (0.5, 0.999), batch 64, non-saturating loss.
+DCGAN: dict[str, Any] = {
+    "generator": "dcgan",
+    "discriminator": "dcgan",
+    "loss": "non-saturating",
+    "lr_g": 2e-4,
+    "lr_d": 2e-4,
+    "betas": (0.5, 0.999),
+    "batch_size": 64,
+}
 PRESET = "preset"  # the recipe read from ganforge_core/presets/<dataset>.toml
-RECIPES: dict[str, dict[str, Any]] = {
+
+# Published rows (mean, standard error) per column; None where the paper gives no error or no value.
+Row = dict[str, tuple[float, float | None] | None]
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # the metric's result name
+    title: str
+    scale: float = 1.0  # shown as value x scale (HQ as a percentage)
+    digits: int = 1  # decimals of the published rows; ours get one more where the bar is in hundredths
+    ours_digits: int | None = None
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One dataset's protocol: the metric and its columns, the recipes, the published rows."""
+
+    dataset: str
+    metric: str
+    columns: tuple[Column, ...]
+    recipes: dict[str, dict[str, Any]]  # name -> RunConfig fields; PRESET: the shipped preset
+    default_steps: int  # for the named recipes; a preset names its own steps
+    anchors: dict[str, Row]
+    device: str  # "cpu" for the 2D nets (one thread is fastest); "auto" for images
+
+    @property
+    def default_recipe(self) -> str:
+        return PRESET if PRESET in self.recipes else next(iter(self.recipes))
+
+
+MIXTURE_COLUMNS = (
+    Column("modes", "modes"),
+    Column("hq", "HQ %", scale=100.0),
+    Column("reverse-kl", "rev-KL", digits=2, ours_digits=3),
+)
+MIXTURE_RECIPES: dict[str, dict[str, Any]] = {
     PRESET: {},
     "gan": PACGAN_2D,
     "pacgan2": {**PACGAN_2D, "regularizers": ["packing:m=2"]},
     "pacgan4": {**PACGAN_2D, "regularizers": ["packing:m=4"]},
 }
-DATASETS = ("ring-8", "grid-25")
-DEFAULT_STEPS = 6000  # for the PacGAN recipes; a preset names its own steps
-METRIC = "mixture-modes"
-COLUMNS = (("modes", "modes", 1.0), ("hq", "HQ %", 100.0), ("reverse-kl", "rev-KL", 1.0))
-
-# Published rows (mean, standard error) per column; None where the paper gives no error or no value.
-# From ../shared/ANCHORS.md: PacGAN Table 1 (10 trials) and VEEGAN Table 1 (5 runs, means only).
-Row = dict[str, tuple[float, float | None] | None]
-ANCHORS: dict[str, dict[str, Row]] = {
-    "ring-8": {
-        "PacGAN paper: GAN": {"modes": (6.3, 0.5), "hq": (98.2, 0.2), "reverse-kl": (0.45, 0.09)},
-        "PacGAN paper: ALI": {"modes": (6.6, 0.3), "hq": (97.6, 0.4), "reverse-kl": (0.36, 0.04)},
-        "PacGAN paper: PacGAN2": {"modes": (7.9, 0.1), "hq": (95.6, 2.0), "reverse-kl": (0.07, 0.03)},
-        "PacGAN paper: PacGAN3": {"modes": (7.8, 0.1), "hq": (97.7, 0.3), "reverse-kl": (0.10, 0.02)},
-        "PacGAN paper: PacGAN4": {"modes": (7.8, 0.1), "hq": (95.9, 1.4), "reverse-kl": (0.07, 0.02)},
-        "VEEGAN paper: GAN": {"modes": (1.0, None), "hq": (99.3, None), "reverse-kl": None},
-        "VEEGAN paper: Unrolled GAN": {"modes": (7.6, None), "hq": (35.6, None), "reverse-kl": None},
-        "VEEGAN paper: VEEGAN": {"modes": (8.0, None), "hq": (52.9, None), "reverse-kl": None},
-    },
-    "grid-25": {
-        "PacGAN paper: GAN": {"modes": (17.3, 0.8), "hq": (94.8, 0.7), "reverse-kl": (0.70, 0.07)},
-        "PacGAN paper: ALI": {"modes": (24.1, 0.4), "hq": (95.7, 0.6), "reverse-kl": (0.14, 0.03)},
-        "PacGAN paper: PacGAN2": {"modes": (23.8, 0.7), "hq": (91.3, 0.8), "reverse-kl": (0.13, 0.04)},
-        "PacGAN paper: PacGAN3": {"modes": (24.6, 0.4), "hq": (94.2, 0.4), "reverse-kl": (0.06, 0.02)},
-        "PacGAN paper: PacGAN4": {"modes": (24.8, 0.2), "hq": (93.6, 0.6), "reverse-kl": (0.04, 0.01)},
-        "VEEGAN paper: GAN": {"modes": (3.3, None), "hq": (0.5, None), "reverse-kl": None},
-        "VEEGAN paper: Unrolled GAN": {"modes": (23.6, None), "hq": (16.0, None), "reverse-kl": None},
-        "VEEGAN paper: VEEGAN": {"modes": (24.6, None), "hq": (40.0, None), "reverse-kl": None},
-    },
+STACKED_RECIPES: dict[str, dict[str, Any]] = {
+    "pacdcgan2": {**DCGAN, "regularizers": ["packing:m=2"]},  # first: the default while no preset is shipped
+    "dcgan": DCGAN,
 }
+# From ../shared/ANCHORS.md: PacGAN Table 1 (10 trials) and VEEGAN Table 1 (5 runs, means only);
+# Stacked MNIST: VEEGAN Table 2, PacGAN Table 2 (VEEGAN's architecture) and Table 3 (D = 1/4 G).
+BENCHMARKS: dict[str, Benchmark] = {
+    "ring-8": Benchmark(
+        "ring-8",
+        "mixture-modes",
+        MIXTURE_COLUMNS,
+        MIXTURE_RECIPES,
+        6000,
+        {
+            "PacGAN paper: GAN": {"modes": (6.3, 0.5), "hq": (98.2, 0.2), "reverse-kl": (0.45, 0.09)},
+            "PacGAN paper: ALI": {"modes": (6.6, 0.3), "hq": (97.6, 0.4), "reverse-kl": (0.36, 0.04)},
+            "PacGAN paper: PacGAN2": {"modes": (7.9, 0.1), "hq": (95.6, 2.0), "reverse-kl": (0.07, 0.03)},
+            "PacGAN paper: PacGAN3": {"modes": (7.8, 0.1), "hq": (97.7, 0.3), "reverse-kl": (0.10, 0.02)},
+            "PacGAN paper: PacGAN4": {"modes": (7.8, 0.1), "hq": (95.9, 1.4), "reverse-kl": (0.07, 0.02)},
+            "VEEGAN paper: GAN": {"modes": (1.0, None), "hq": (99.3, None), "reverse-kl": None},
+            "VEEGAN paper: Unrolled GAN": {"modes": (7.6, None), "hq": (35.6, None), "reverse-kl": None},
+            "VEEGAN paper: VEEGAN": {"modes": (8.0, None), "hq": (52.9, None), "reverse-kl": None},
+        },
+        device="cpu",
+    ),
+    "grid-25": Benchmark(
+        "grid-25",
+        "mixture-modes",
+        MIXTURE_COLUMNS,
+        MIXTURE_RECIPES,
+        6000,
+        {
+            "PacGAN paper: GAN": {"modes": (17.3, 0.8), "hq": (94.8, 0.7), "reverse-kl": (0.70, 0.07)},
+            "PacGAN paper: ALI": {"modes": (24.1, 0.4), "hq": (95.7, 0.6), "reverse-kl": (0.14, 0.03)},
+            "PacGAN paper: PacGAN2": {"modes": (23.8, 0.7), "hq": (91.3, 0.8), "reverse-kl": (0.13, 0.04)},
+            "PacGAN paper: PacGAN3": {"modes": (24.6, 0.4), "hq": (94.2, 0.4), "reverse-kl": (0.06, 0.02)},
+            "PacGAN paper: PacGAN4": {"modes": (24.8, 0.2), "hq": (93.6, 0.6), "reverse-kl": (0.04, 0.01)},
+            "VEEGAN paper: GAN": {"modes": (3.3, None), "hq": (0.5, None), "reverse-kl": None},
+            "VEEGAN paper: Unrolled GAN": {"modes": (23.6, None), "hq": (16.0, None), "reverse-kl": None},
+            "VEEGAN paper: VEEGAN": {"modes": (24.6, None), "hq": (40.0, None), "reverse-kl": None},
+        },
+        device="cpu",
+    ),
+    "stacked-mnist": Benchmark(
+        "stacked-mnist",
+        "stacked-modes",
+        (Column("modes", "modes"), Column("kl", "KL", digits=2, ours_digits=3)),
+        STACKED_RECIPES,
+        10000,
+        {
+            "PacGAN paper: DCGAN": {"modes": (78.9, 6.5), "kl": (4.50, None)},
+            "PacGAN paper: PacDCGAN2": {"modes": (1000.0, None), "kl": (0.06, None)},
+            "PacGAN paper, D = 1/4 G: DCGAN": {"modes": (78.5, None), "kl": (5.21, None)},
+            "PacGAN paper, D = 1/4 G: PacDCGAN4": {"modes": (667.4, None), "kl": (1.81, None)},
+            "VEEGAN paper: DCGAN": {"modes": (99.0, None), "kl": (3.4, None)},
+            "VEEGAN paper: Unrolled GAN": {"modes": (48.7, None), "kl": (4.32, None)},
+            "VEEGAN paper: VEEGAN": {"modes": (150.0, None), "kl": (2.95, None)},
+        },
+        device="auto",
+    ),
+}
+DATASETS = tuple(BENCHMARKS)
+
+
+def benchmark(dataset: str) -> Benchmark:
+    if dataset not in BENCHMARKS:
+        raise ConfigError(f"bench runs on {', '.join(DATASETS)}, not '{dataset}'")
+    return BENCHMARKS[dataset]
+
+
+def recipes(dataset: str) -> list[str]:
+    """The recipes on ``dataset``: ``preset`` only where a preset named like it is shipped."""
+    from ganforge_core import presets
+
+    return [name for name in benchmark(dataset).recipes if name != PRESET or dataset in presets.names()]
+
+
+def check_recipe(recipe: str, dataset: str) -> None:
+    valid = recipes(dataset)
+    if recipe not in valid:
+        raise ConfigError(f"unknown recipe '{recipe}' for {dataset}; valid: {', '.join(valid)}")
 
 
 def recipe_fields(recipe: str, dataset: str) -> dict[str, Any]:
     """The recipe's RunConfig fields on ``dataset`` (a preset's are read from its file)."""
-    if recipe not in RECIPES:
-        raise ConfigError(f"unknown recipe '{recipe}'; valid: {', '.join(RECIPES)}")
-    if dataset not in DATASETS:
-        raise ConfigError(f"bench runs on {' or '.join(DATASETS)}, not '{dataset}'")
+    spec = benchmark(dataset)
+    check_recipe(recipe, dataset)
     if recipe == PRESET:
         from ganforge_core import presets
 
         return presets.load(dataset)
-    return {**RECIPES[recipe], "steps": DEFAULT_STEPS}
+    return {**spec.recipes[recipe], "steps": spec.default_steps}
 
 
 def recipe_config(recipe: str, dataset: str, seed: int, steps: int | None, out: Path) -> dict[str, Any]:
     """The RunConfig fields of one seed's run (``steps=None``: the recipe's own)."""
     fields = recipe_fields(recipe, dataset)
+    spec = benchmark(dataset)
     return {
         **fields,
         "dataset": dataset,
-        "metrics": [METRIC],
+        "metrics": [spec.metric],
         "steps": steps or fields["steps"],
         "seed": seed,
-        "device": "cpu",
+        "device": spec.device,
         "out": str(out),
         "sample_every": 0,
         "checkpoint_every": 0,
@@ -120,14 +221,29 @@ def mean_and_error(values: list[float]) -> tuple[float, float | None]:
     return mean, statistics.stdev(values) / math.sqrt(len(values))
 
 
-def summarise(per_seed: list[dict[str, float]]) -> Row:
-    return {key: mean_and_error([r[f"{METRIC}/{key}"] * scale for r in per_seed]) for key, _, scale in COLUMNS}
+def summarise(per_seed: list[dict[str, float]], spec: Benchmark) -> Row:
+    return {
+        c.key: mean_and_error([row[f"{spec.metric}/{c.key}"] * c.scale for row in per_seed]) for c in spec.columns
+    }
 
 
-def default_jobs(seeds: int) -> int:
-    """One worker per CPU core this process may use, at most one per seed."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(seeds, cores))
+def cpu_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_jobs(seeds: int, dataset: str = "ring-8") -> int:
+    """One worker per CPU core this process may use, at most one per seed; one at a time on a GPU."""
+    if benchmark(dataset).device != "cpu":
+        import torch
+
+        if torch.cuda.is_available():
+            return 1
+    return max(1, min(seeds, cpu_cores()))
+
+
+def threads_per_seed(dataset: str, jobs: int) -> int:
+    """Torch threads of each seed's run: one for the tiny 2D nets, the cores shared out for conv nets."""
+    return 1 if benchmark(dataset).device == "cpu" else max(1, cpu_cores() // jobs)
 
 
 def run_bench(
@@ -142,6 +258,7 @@ def run_bench(
     jobs: int = 1,
 ) -> dict[str, Any]:
     """Train ``seeds`` runs (seeds 0..K-1) and return the report (``--json``'s object)."""
+    spec = benchmark(dataset)
     fields = recipe_fields(recipe, dataset)
     steps = steps or fields["steps"]
     root = runs / f"bench-{dataset}-{recipe}"
@@ -160,8 +277,10 @@ def run_bench(
     for row in reused:
         if progress is not None:
             progress({**row, "reused": True})
-    per_seed = sorted(reused + _train_seeds(to_train, quiet, progress, jobs), key=lambda row: row["seed"])
-    summary = summarise(per_seed)
+    threads = threads_per_seed(dataset, jobs)
+    trained = _train_seeds(to_train, quiet, progress, jobs, threads)
+    per_seed = sorted(reused + trained, key=lambda row: row["seed"])
+    summary = summarise(per_seed, spec)
     return {
         "dataset": dataset,
         "recipe": recipe,
@@ -175,8 +294,9 @@ def run_bench(
         "per_seed": per_seed,
         "mean": {k: v[0] for k, v in summary.items() if v is not None},
         "stderr": {k: v[1] for k, v in summary.items() if v is not None},
+        "metric": spec.metric,
         "anchors": {
-            name: {k: (list(v) if v else None) for k, v in row.items()} for name, row in ANCHORS[dataset].items()
+            name: {k: (list(v) if v else None) for k, v in row.items()} for name, row in spec.anchors.items()
         },
     }
 
@@ -213,8 +333,8 @@ def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {old.get(k)!r} then, {new.get(k)!r} now" for k in keys[:3])
 
 
-def train_one(fields: dict[str, Any], quiet: bool = True) -> dict[str, Any]:
-    """Train one seed's run with one torch thread; its results, seed and seconds.
+def train_one(fields: dict[str, Any], quiet: bool = True, threads: int = 1) -> dict[str, Any]:
+    """Train one seed's run with ``threads`` torch threads; its results, seed and seconds.
 
     The 2D networks are tiny: one thread is faster, and immune to a busy machine's
     oversubscription (two spinning OpenMP threads on a shared 2-core CPU ran 50x slower).
@@ -225,7 +345,7 @@ def train_one(fields: dict[str, Any], quiet: bool = True) -> dict[str, Any]:
     from ganforge_core.session import train
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     try:
         started = time.perf_counter()
         result = train(RunConfig.model_validate(fields), quiet=quiet)
@@ -239,18 +359,20 @@ def train_one(fields: dict[str, Any], quiet: bool = True) -> dict[str, Any]:
     return row
 
 
-def _train_seeds(configs: list[dict[str, Any]], quiet: bool, progress: Any, jobs: int) -> list[dict[str, Any]]:
+def _train_seeds(
+    configs: list[dict[str, Any]], quiet: bool, progress: Any, jobs: int, threads: int = 1
+) -> list[dict[str, Any]]:
     if jobs <= 1:
         rows = []
         for fields in configs:
-            rows.append(train_one(fields, quiet))
+            rows.append(train_one(fields, quiet, threads))
             if progress is not None:
                 progress(rows[-1])
         return rows
     # Seeds are independent runs: worker processes (spawned, so no torch state is forked).
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        pending = {pool.submit(train_one, fields, True) for fields in configs}
+        pending = {pool.submit(train_one, fields, True, threads) for fields in configs}
         rows = []
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -270,34 +392,51 @@ def _cell(value: tuple[float, float | None] | None, digits: int) -> str:
 
 def table(report: dict[str, Any]) -> str:
     """The Markdown table: our row, then the published ones."""
-    ours: Row = {k: (report["mean"][k], report["stderr"][k]) for k, _, _ in COLUMNS}
+    spec = benchmark(report["dataset"])
+    ours: Row = {c.key: (report["mean"][c.key], report["stderr"][c.key]) for c in spec.columns}
     label = f"ganforge {report['recipe']} ({report['seeds']} seeds, {report['steps']} steps)"
-    rows = [(label, ours), *ANCHORS[report["dataset"]].items()]
+    rows = [(label, ours), *spec.anchors.items()]
     width = max(len(name) for name, _ in rows)
     lines = [
-        f"| {'method'.ljust(width)} | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-        f"|{'-' * (width + 2)}|" + "|".join("---" for _ in COLUMNS) + "|",
+        f"| {'method'.ljust(width)} | " + " | ".join(c.title for c in spec.columns) + " |",
+        f"|{'-' * (width + 2)}|" + "|".join("---" for _ in spec.columns) + "|",
     ]
     for index, (name, row) in enumerate(rows):
-        # Published KLs have 2 decimals; ours gets 3, since presets reach the hundredths.
-        kl_digits = 3 if index == 0 else 2
-        cells = [_cell(row.get(key), kl_digits if key == "reverse-kl" else 1) for key, _, _ in COLUMNS]
+        # Published KLs have 2 decimals; ours gets 3, since the bars are in the hundredths.
+        cells = [
+            _cell(row.get(c.key), c.ours_digits if index == 0 and c.ours_digits is not None else c.digits)
+            for c in spec.columns
+        ]
         lines.append(f"| {name.ljust(width)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _recipes_help() -> str:
+    return "; ".join(f"{name}: {', '.join(spec.recipes)}" for name, spec in BENCHMARKS.items())
+
+
 def command(
-    dataset: Annotated[str, typer.Argument(help="ring-8 or grid-25.")],
+    dataset: Annotated[str, typer.Argument(help=f"{', '.join(DATASETS)}.")],
     seeds: Annotated[int, typer.Option(min=1, help="Seeds to train (0..K-1).")] = 3,
     steps: Annotated[
-        int | None, typer.Option(min=1, help=f"G steps per seed. [default: the recipe's; PacGAN's: {DEFAULT_STEPS}]")
+        int | None,
+        typer.Option(
+            min=1,
+            help="G steps per seed. [default: a preset's own; "
+            + ", ".join(f"{name} recipes {spec.default_steps}" for name, spec in BENCHMARKS.items())
+            + "]",
+        ),
     ] = None,
     recipe: Annotated[
-        str,
-        typer.Option(help="Recipe: preset (the shipped preset named like the dataset), gan, pacgan2 or pacgan4."),
-    ] = PRESET,
+        str | None,
+        typer.Option(
+            help=f"Recipe; preset is the shipped preset named like the dataset ({_recipes_help()}). "
+            "[default: preset, or the first recipe where none is shipped]"
+        ),
+    ] = None,
     jobs: Annotated[
-        int | None, typer.Option(min=1, help="Seeds trained at once, one process each. [default: one per CPU core]")
+        int | None,
+        typer.Option(min=1, help="Seeds trained at once, one process each. [default: one per CPU core; 1 on a GPU]"),
     ] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where bench-<dataset>-<recipe>/seed-K/ go.")] = Path("runs"),
     fresh: Annotated[
@@ -305,22 +444,28 @@ def command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Train K seeds of a recipe on ring-8 or grid-25; mean ± standard error beside PacGAN and VEEGAN."""
+    """Train K seeds of a recipe on ring-8, grid-25 or stacked-mnist; mean ± standard error beside PacGAN and VEEGAN."""
     from ganforge_core.commands.common import user_errors
 
     def progress(row: dict[str, Any]) -> None:
         if not as_json:
-            values = "  ".join(f"{k.split('/')[-1]}={row[f'{METRIC}/{k}']:.4g}" for k, _, _ in COLUMNS)
+            spec = BENCHMARKS[dataset]
+            values = "  ".join(f"{c.key}={row[f'{spec.metric}/{c.key}']:.4g}" for c in spec.columns)
             reused = "reused, " if row.get("reused") else ""
             typer.echo(f"seed {row['seed']}: {values}  ({reused}{row['seconds']:.0f} s)", err=True)
 
     with user_errors():
-        if recipe not in RECIPES:
-            raise ConfigError(f"unknown recipe '{recipe}'; valid: {', '.join(RECIPES)}")
-        if dataset not in DATASETS:
-            raise ConfigError(f"bench runs on {' or '.join(DATASETS)}, not '{dataset}'")
+        chosen = recipe or benchmark(dataset).default_recipe
+        check_recipe(chosen, dataset)
         report = run_bench(
-            dataset, recipe, seeds, steps, runs_dir, fresh=fresh, progress=progress, jobs=jobs or default_jobs(seeds)
+            dataset,
+            chosen,
+            seeds,
+            steps,
+            runs_dir,
+            fresh=fresh,
+            progress=progress,
+            jobs=jobs or default_jobs(seeds, dataset),
         )
     if as_json:
         typer.echo(json.dumps(report, indent=2))

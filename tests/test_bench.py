@@ -11,12 +11,23 @@ from typer.testing import CliRunner
 
 from ganforge_core import RunConfig, bench, get_registry, resolve
 from ganforge_core.cli import app
+from ganforge_core.errors import ConfigError
 
-PACGAN_RECIPES = sorted(set(bench.RECIPES) - {bench.PRESET})
+PACGAN_RECIPES = sorted(set(bench.MIXTURE_RECIPES) - {bench.PRESET})
+MIXTURES = ("ring-8", "grid-25")
+
+
+def test_every_benchmark_is_a_registered_dataset_with_its_metric() -> None:
+    registry = get_registry()
+    assert bench.DATASETS == ("ring-8", "grid-25", "stacked-mnist")
+    for name, spec in bench.BENCHMARKS.items():
+        assert spec.dataset == name and registry.get("dataset", name) and registry.get("metric", spec.metric)
+        for anchor in spec.anchors.values():
+            assert set(anchor) == {c.key for c in spec.columns}
 
 
 @pytest.mark.parametrize("recipe", PACGAN_RECIPES)
-@pytest.mark.parametrize("dataset", bench.DATASETS)
+@pytest.mark.parametrize("dataset", MIXTURES)
 def test_every_pacgan_recipe_resolves_to_the_pacgan_setup(recipe: str, dataset: str, tmp_path: Path) -> None:
     plan = resolve(RunConfig.model_validate(bench.recipe_config(recipe, dataset, 0, 10, tmp_path)), get_registry())
     config = plan.config
@@ -27,10 +38,34 @@ def test_every_pacgan_recipe_resolves_to_the_pacgan_setup(recipe: str, dataset: 
     assert [m.name for m in config.metrics] == ["mixture-modes"]
     packing = [r.options["m"] for r in config.regularizers if r.name == "packing"]
     assert packing == ({"gan": [], "pacgan2": [2], "pacgan4": [4]}[recipe])
-    assert bench.recipe_config(recipe, dataset, 0, None, tmp_path)["steps"] == bench.DEFAULT_STEPS
+    assert bench.recipe_config(recipe, dataset, 0, None, tmp_path)["steps"] == 6000
 
 
-@pytest.mark.parametrize("dataset", bench.DATASETS)
+@pytest.mark.parametrize("recipe", ["dcgan", "pacdcgan2"])
+def test_stacked_mnist_recipes_are_dcgan_with_dcgans_optimiser(recipe: str, tmp_path: Path) -> None:
+    fields = bench.recipe_config(recipe, "stacked-mnist", 1, None, tmp_path)
+    config = resolve(RunConfig.model_validate(fields), get_registry()).config
+    assert (config.generator.name, config.discriminator.name, config.loss.name) == ("dcgan", "dcgan", "non-saturating")
+    assert (config.lr_g, config.lr_d, tuple(config.betas), config.batch_size) == (2e-4, 2e-4, (0.5, 0.999), 64)
+    assert [m.name for m in config.metrics] == ["stacked-modes"] and config.metrics[0].options["samples"] == 26_000
+    assert [r.options["m"] for r in config.regularizers if r.name == "packing"] == ([2] if recipe == "pacdcgan2" else [])
+    assert (config.dataset.name, config.device, config.steps) == ("stacked-mnist", "auto", 10_000)
+
+
+def test_the_default_recipe_is_the_preset_where_one_is_shipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ganforge_core import presets
+
+    assert bench.recipes("ring-8")[0] == bench.PRESET
+    names = presets.names()
+    if "stacked-mnist" in names:
+        assert bench.recipes("stacked-mnist")[0] == bench.PRESET
+    monkeypatch.setattr(presets, "names", lambda: [n for n in names if n != "stacked-mnist"])
+    assert bench.recipes("stacked-mnist") == ["pacdcgan2", "dcgan"]
+    with pytest.raises(ConfigError, match="unknown recipe 'preset' for stacked-mnist; valid: pacdcgan2, dcgan"):
+        bench.recipe_fields(bench.PRESET, "stacked-mnist")
+
+
+@pytest.mark.parametrize("dataset", MIXTURES)
 def test_the_preset_recipe_is_the_shipped_preset_of_the_dataset(dataset: str, tmp_path: Path) -> None:
     from ganforge_core import presets
 
@@ -58,6 +93,18 @@ def test_table_puts_our_row_beside_the_published_ones() -> None:
     assert "| ganforge gan (2 seeds, 9 steps)" in text and "20.0±1.0" in text and "0.500±0.100" in text
     assert "PacGAN paper: PacGAN4" in text and "24.8±0.2" in text
     assert "VEEGAN paper: VEEGAN" in text and "40.0" in text
+    header = text.splitlines()[0]
+    assert header.split("|")[2:5] == [" modes ", " HQ % ", " rev-KL "]
+
+
+def test_stacked_mnist_table_has_modes_and_kl_beside_pacgan_and_veegan() -> None:
+    report = {"dataset": "stacked-mnist", "recipe": "pacdcgan2", "seeds": 3, "steps": 10,
+              "mean": {"modes": 998.0, "kl": 0.0412}, "stderr": {"modes": 1.0, "kl": 0.002}}  # fmt: skip
+    text = bench.table(report)
+    assert text.splitlines()[0].split("|")[2:4] == [" modes ", " KL "]
+    assert "| ganforge pacdcgan2 (3 seeds, 10 steps)" in text and "998.0±1.0 | 0.041±0.002" in text
+    assert "PacGAN paper: PacDCGAN2" in text and "1000.0 | 0.06" in text and "78.9±6.5 | 4.50" in text
+    assert "VEEGAN paper: VEEGAN" in text and "150.0 | 2.95" in text
 
 
 def test_bench_command_trains_each_seed_into_its_run_directory(tmp_path: Path) -> None:
@@ -85,7 +132,11 @@ def test_bench_command_trains_each_seed_into_its_run_directory(tmp_path: Path) -
 
 @pytest.mark.parametrize(
     ("args", "words"),
-    [(["bench", "mnist-5k"], ["ring-8", "grid-25"]), (["bench", "ring-8", "--recipe", "wgan"], ["preset", "gan", "pacgan4"])],
+    [
+        (["bench", "mnist-5k"], ["ring-8", "grid-25", "stacked-mnist"]),
+        (["bench", "ring-8", "--recipe", "wgan"], ["preset", "gan", "pacgan4"]),
+        (["bench", "stacked-mnist", "--recipe", "pacgan2"], ["stacked-mnist", "pacdcgan2", "dcgan"]),
+    ],
 )
 def test_bench_refuses_bad_input_in_one_line(args: list[str], words: list[str]) -> None:
     result = CliRunner().invoke(app, args)
@@ -128,3 +179,20 @@ def test_bench_reuses_finished_seeds_and_retrains_unfinished_ones(tmp_path: Path
     table = CliRunner().invoke(app, [*args[:-1], "--seeds", "3"])
     assert table.exit_code == 0 and "3 finished seeds reused" in table.output
     assert "seed 2: " in table.output and "(reused, " in table.output
+
+
+def test_bench_stacked_mnist_counts_modes_on_26000_samples(tmp_path: Path) -> None:
+    """Two steps of pacdcgan2: too few to learn digits, enough to check the protocol end to end."""
+    args = ["bench", "stacked-mnist", "--seeds", "1", "--steps", "2", "--jobs", "1", "--runs-dir", str(tmp_path)]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["recipe"], report["metric"], report["steps"]) == ("pacdcgan2", "stacked-modes", 2)
+    row = report["per_seed"][0]
+    assert 1 <= row["stacked-modes/modes"] <= 1000 and row["stacked-modes/kl"] > 0
+    assert report["mean"] == {"modes": row["stacked-modes/modes"], "kl": row["stacked-modes/kl"]}
+    saved = json.loads((tmp_path / "bench-stacked-mnist-pacdcgan2" / "seed-0" / "config.json").read_text())
+    assert saved["metrics"] == [{"name": "stacked-modes", "options": {"samples": 26000}}]
+    table = CliRunner().invoke(app, args)  # the finished seed is reused
+    assert table.exit_code == 0 and "| ganforge pacdcgan2 (1 seeds, 2 steps)" in table.output
+    assert "PacGAN paper: PacDCGAN2" in table.output and "1 finished seeds reused" in table.output
