@@ -105,15 +105,18 @@ STACKED_RECIPES: dict[str, dict[str, Any]] = {
     "pacdcgan2": {**DCGAN, "regularizers": ["packing:m=2"]},  # first: the default while no preset is shipped
     "dcgan": DCGAN,
 }
+
+
+def mixture(dataset: str, anchors: dict[str, Row]) -> Benchmark:
+    """PacGAN's 2D protocol on ``dataset``: 6,000 steps for its recipes, on the CPU."""
+    return Benchmark(dataset, "mixture-modes", MIXTURE_COLUMNS, MIXTURE_RECIPES, 6000, anchors, device="cpu")
+
+
 # From ../shared/ANCHORS.md: PacGAN Table 1 (10 trials) and VEEGAN Table 1 (5 runs, means only);
 # Stacked MNIST: VEEGAN Table 2, PacGAN Table 2 (VEEGAN's architecture) and Table 3 (D = 1/4 G).
 BENCHMARKS: dict[str, Benchmark] = {
-    "ring-8": Benchmark(
+    "ring-8": mixture(
         "ring-8",
-        "mixture-modes",
-        MIXTURE_COLUMNS,
-        MIXTURE_RECIPES,
-        6000,
         {
             "PacGAN paper: GAN": {"modes": (6.3, 0.5), "hq": (98.2, 0.2), "reverse-kl": (0.45, 0.09)},
             "PacGAN paper: ALI": {"modes": (6.6, 0.3), "hq": (97.6, 0.4), "reverse-kl": (0.36, 0.04)},
@@ -124,14 +127,9 @@ BENCHMARKS: dict[str, Benchmark] = {
             "VEEGAN paper: Unrolled GAN": {"modes": (7.6, None), "hq": (35.6, None), "reverse-kl": None},
             "VEEGAN paper: VEEGAN": {"modes": (8.0, None), "hq": (52.9, None), "reverse-kl": None},
         },
-        device="cpu",
     ),
-    "grid-25": Benchmark(
+    "grid-25": mixture(
         "grid-25",
-        "mixture-modes",
-        MIXTURE_COLUMNS,
-        MIXTURE_RECIPES,
-        6000,
         {
             "PacGAN paper: GAN": {"modes": (17.3, 0.8), "hq": (94.8, 0.7), "reverse-kl": (0.70, 0.07)},
             "PacGAN paper: ALI": {"modes": (24.1, 0.4), "hq": (95.7, 0.6), "reverse-kl": (0.14, 0.03)},
@@ -142,7 +140,6 @@ BENCHMARKS: dict[str, Benchmark] = {
             "VEEGAN paper: Unrolled GAN": {"modes": (23.6, None), "hq": (16.0, None), "reverse-kl": None},
             "VEEGAN paper: VEEGAN": {"modes": (24.6, None), "hq": (40.0, None), "reverse-kl": None},
         },
-        device="cpu",
     ),
     "stacked-mnist": Benchmark(
         "stacked-mnist",
