@@ -16,8 +16,24 @@ from ganforge_core.cli import app
 PRESETS = presets.names()
 
 
-def test_the_quality_presets_for_the_2d_mixtures_ship() -> None:
-    assert {"ring-8", "grid-25"} <= set(PRESETS)
+def test_the_quality_presets_ship() -> None:
+    assert {"ring-8", "grid-25", "mnist-5k"} <= set(PRESETS)
+
+
+# The flags of the mnist-5k run measured in docs/benchmarks.md.
+MNIST_5K_FLAGS = ("--data mnist-5k --gen dcgan --loss non-saturating --reg ema:decay=0.999 --reg r1:gamma=5,every=4 "
+                  "--sched linear-decay --lr-g 5e-4 --lr-d 5e-4 --betas 0.5,0.99 --steps 10000")  # fmt: skip
+
+
+def test_the_mnist_5k_preset_is_the_measured_run() -> None:
+    shown = {}
+    for args in (["--preset", "mnist-5k"], MNIST_5K_FLAGS.split()):
+        result = CliRunner().invoke(app, ["config", "show", *args, "--json"])
+        assert result.exit_code == 0, result.output
+        shown[args[0]] = json.loads(result.stdout)
+    assert shown["--preset"] == shown["--data"]
+    assert shown["--preset"]["discriminator"] == {"name": "dcgan", "options": {"width": 64, "norm": "layer"}}
+    assert MNIST_5K_FLAGS in (Path(__file__).parents[1] / "docs" / "benchmarks.md").read_text()
 
 
 @pytest.mark.parametrize("name", PRESETS)
