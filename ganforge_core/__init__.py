@@ -17,13 +17,16 @@ from ganforge_core.components import (
     DContext,
     GContext,
     Kind,
+    Logger,
     Loss,
     Metric,
     NoOptions,
     Options,
     Recommendation,
     Regularizer,
+    Renderer,
     ResolveContext,
+    RunContext,
     Schedule,
     ScheduleOptions,
     Targets,
@@ -36,9 +39,9 @@ from ganforge_core.registry import Component, Register, Registry
 from ganforge_core.version import __version__
 
 if TYPE_CHECKING:
-    from ganforge_core.session import RunContext, RunResult
+    from ganforge_core.session import RunResult
 
-_NEEDS_TORCH = {"RunContext", "RunResult"}
+_NEEDS_TORCH = {"RunResult"}
 
 
 def __getattr__(name: str) -> Any:
@@ -109,6 +112,8 @@ __all__ = [
     "RunConfig",
     "RunContext",
     "RunResult",
+    "Logger",
+    "Renderer",
     "Schedule",
     "ScheduleOptions",
     "Targets",

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
 
-Kind = Literal["generator", "discriminator", "loss", "regularizer", "scheduler", "dataset", "metric"]
+    from ganforge_core.config import RunConfig
+
+Kind = Literal["generator", "discriminator", "loss", "regularizer", "scheduler", "dataset", "metric", "logger"]
 KINDS: tuple[Kind, ...] = (
     "generator",
     "discriminator",
@@ -26,6 +29,7 @@ KINDS: tuple[Kind, ...] = (
     "scheduler",
     "dataset",
     "metric",
+    "logger",
 )
 
 
@@ -166,12 +170,24 @@ class DContext:
 
 @dataclass
 class GContext:
-    """What a loss sees in the G phase. ``real_logits()`` runs D on a real batch on demand."""
+    """What a loss or a G penalty sees in the G phase.
+
+    ``real_logits()`` runs D on a real batch on demand. ``generator`` is G as the
+    phase runs it (``generator(latents)``, or ``generator(latents, labels)`` in
+    conditional runs), ``latents`` the phase's latents and ``fake`` G's output for
+    them, with its graph to G's parameters (a G penalty such as path-length
+    regularization differentiates through it). ``labels`` are the batch's labels in
+    conditional runs.
+    """
 
     real_logits: Callable[[], Tensor]
     targets: Targets
     step: int
     progress: float
+    generator: Callable[..., Tensor] | None = None
+    latents: Tensor | None = None
+    fake: Tensor | None = None
+    labels: Tensor | None = None
 
 
 class Loss:
@@ -192,7 +208,18 @@ class Loss:
 
 
 class Regularizer:
-    """A stabiliser acting at named points of a step. Every method is optional."""
+    """A stabiliser acting at named points of a step. Every method is optional.
+
+    Penalties run in phases (stylegan2-ada's D main / D reg / G main / G reg):
+    with ``d_penalty_every = 1`` (the default) :meth:`d_penalty` is added to D's
+    loss in every D phase; with ``k > 1`` it runs lazily as a phase of its own
+    (``"D reg"``) every ``k``-th D step, multiplied by ``k``, and D's Adam is built
+    with StyleGAN2's adjustment (``lr * c``, ``betas ** c``, ``c = k / (k + 1)``).
+    ``g_penalty_every`` and :meth:`g_penalty` do the same for G (``"G reg"``).
+    """
+
+    d_penalty_every: int = 1
+    g_penalty_every: int = 1
 
     def wrap_generator(self, generator: nn.Module) -> nn.Module:
         return generator
@@ -212,7 +239,11 @@ class Regularizer:
         return targets
 
     def d_penalty(self, ctx: DContext) -> Tensor | None:
-        """A term added to D's loss in the D phase."""
+        """A term added to D's loss in the D phase (or its own phase, see ``d_penalty_every``)."""
+        return None
+
+    def g_penalty(self, ctx: GContext) -> Tensor | None:
+        """A term added to G's loss in the G phase (or its own phase, see ``g_penalty_every``)."""
         return None
 
     def after_d_step(self, discriminator: nn.Module) -> None:
@@ -251,6 +282,58 @@ class Metric:
         :return: named values; names are prefixed with the metric's name by the core.
         """
         raise NotImplementedError
+
+
+class Renderer(Protocol):
+    """Draws samples of a dataset into a picture; a dataset registers one with ``render=``.
+
+    ``samples`` are on the CPU, shape ``[N, *data_shape]``, in the dataset's own
+    scale; ``info`` is the dataset's ``info``; ``columns`` asks for that many per
+    row where the picture is a grid (conditional runs show one class a column).
+    """
+
+    def __call__(
+        self, samples: Tensor, path: Path, *, info: Mapping[str, Any], columns: int | None = None
+    ) -> None: ...
+
+
+@dataclass
+class RunContext:
+    """What lifecycle hooks and loggers see of a run."""
+
+    config: RunConfig
+    run_dir: Path
+    device: torch.device
+    start_step: int
+    generator: nn.Module
+    discriminator: nn.Module
+    dataset: Dataset
+    warn: Callable[[str], None] = print
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Logger:
+    """Where a run's records go besides ``metrics.jsonl`` (``--logger NAME``). Every method is optional.
+
+    The factory is called as ``factory(options, run)`` with the :class:`RunContext`
+    once the networks are built (also on resume, with ``run.start_step`` > 0).
+    Only the main process of a distributed run logs.
+    """
+
+    def log(self, step: int, stats: Mapping[str, float]) -> None:
+        """The statistics averaged over the last ``log_every`` steps."""
+
+    def samples(self, step: int, path: Path) -> None:
+        """A sample picture the run wrote (``samples-XXXXXXXX.png``, and ``samples.png`` at the end)."""
+
+    def checkpoint(self, step: int, path: Path) -> None:
+        """A checkpoint written atomically."""
+
+    def end(self, step: int, results: Mapping[str, float]) -> None:
+        """Training stopped (normally or by a signal); ``results`` are the final metrics (maybe none)."""
+
+    def close(self) -> None:
+        """Release files and connections; called once, after :meth:`end`, even when training failed."""
 
 
 TraitSpec = Iterable[str] | Callable[[Any], Iterable[str]]

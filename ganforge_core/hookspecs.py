@@ -18,7 +18,9 @@ import pluggy
 
 if TYPE_CHECKING:
     from ganforge_core.registry import Register
-    from ganforge_core.session import RunContext
+    import typer
+
+    from ganforge_core.components import RunContext
 
 PROJECT = "ganforge"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -117,6 +119,37 @@ def ganforge_register_metrics(register: Register) -> None:
     metric whose requirements its dataset meets.
 
     :param register: callback ``register(name, factory, *, options=..., ...)``.
+    """
+
+
+@hookspec
+def ganforge_register_loggers(register: Register) -> None:
+    """Register loggers: where a run's records go besides ``metrics.jsonl`` (``--logger NAME``).
+
+    The factory is called as ``factory(options, run)`` with the
+    :class:`~ganforge_core.components.RunContext` and returns a
+    :class:`~ganforge_core.components.Logger`. Pass ``needs=("package",)`` to have
+    the core check, before training, that the Python packages it imports are installed.
+
+    :param register: callback ``register(name, factory, *, options=..., ...)``.
+    """
+
+
+# --------------------------------------------------------------------------
+# Commands: add ``ganforge`` subcommands
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def ganforge_register_commands(cli: typer.Typer) -> None:
+    """Add subcommands to the ``ganforge`` command line (simonw/llm's ``register_commands``).
+
+    Decorate functions with ``@cli.command()`` or add a group with
+    ``cli.add_typer(...)``. Import torch inside the commands, not at module level,
+    so that ``ganforge --help`` stays fast. A command whose name is taken by the
+    core or an earlier plugin is not added, with a warning.
+
+    :param cli: the ``ganforge`` typer application.
     """
 
 

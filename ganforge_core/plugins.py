@@ -18,22 +18,12 @@ from typing import Any
 import pluggy
 
 from ganforge_core import hookspecs
-from ganforge_core.components import KINDS
+from ganforge_core.kinds import REGISTER_HOOKS
 from ganforge_core.registry import PluginProblem, Registry
 
 ENTRY_POINT_GROUP = "ganforge"
 ALLOW_LIST_VARIABLE = "GANFORGE_PLUGINS"
 
-REGISTER_HOOKS = {
-    "generator": "ganforge_register_generators",
-    "discriminator": "ganforge_register_discriminators",
-    "loss": "ganforge_register_losses",
-    "regularizer": "ganforge_register_regularizers",
-    "scheduler": "ganforge_register_schedulers",
-    "dataset": "ganforge_register_datasets",
-    "metric": "ganforge_register_metrics",
-}
-assert set(REGISTER_HOOKS) == set(KINDS)
 PER_PLUGIN = {"register"}  # hook arguments built for each plugin by call_each
 
 

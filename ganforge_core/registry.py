@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from ganforge_core.components import KINDS, Kind, NoOptions, Options, Recommendation, ResolveContext
+from ganforge_core.components import KINDS, Kind, NoOptions, Options, Recommendation, Renderer, ResolveContext
 from ganforge_core.errors import ConfigError, did_you_mean, one_of
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -30,6 +30,8 @@ class Register(Protocol):
         conflicts: Mapping[str, str] | None = None,
         recommends: Recommendation | None = None,
         paper: str = "",
+        needs: Iterable[str] = (),
+        render: Renderer | None = None,
     ) -> None: ...
 
 
@@ -41,6 +43,9 @@ class Component:
     ``"wasserstein"``, ``"batchnorm-in-d"``...); they may depend on the options.
     ``requires`` lists traits the dataset must have. ``conflicts`` maps a trait
     of any other chosen component to the reason the two cannot be combined.
+    ``needs`` names Python packages the component imports when built (checked,
+    with a ``pip install`` hint, before training). ``render`` (datasets) draws the
+    dataset's samples into a picture; without one the core picks a default.
     """
 
     kind: Kind
@@ -54,6 +59,8 @@ class Component:
     conflicts: Mapping[str, str] = field(default_factory=dict)
     recommends: Recommendation | None = None
     paper: str = ""
+    needs: tuple[str, ...] = ()
+    render: Renderer | None = None
 
     @property
     def label(self) -> str:
@@ -119,6 +126,8 @@ class Registry:
             conflicts: Mapping[str, str] | None = None,
             recommends: Recommendation | None = None,
             paper: str = "",
+            needs: Iterable[str] = (),
+            render: Renderer | None = None,
         ) -> None:
             self.add(
                 Component(
@@ -133,6 +142,8 @@ class Registry:
                     conflicts=dict(conflicts or {}),
                     recommends=recommends,
                     paper=paper,
+                    needs=tuple(needs),
+                    render=render,
                 )
             )
 

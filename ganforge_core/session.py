@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from torch import nn
 
 from ganforge_core import checkpoint as ckpt
 from ganforge_core import distributed
-from ganforge_core.components import Dataset
+from ganforge_core.components import RunContext
 from ganforge_core.config import Plan, RunConfig, check_logger_packages, resolve
 from ganforge_core.errors import CheckpointError, ConfigError, GanforgeError, TrainingDiverged
 from ganforge_core.plugins import Plugins, get_plugins
@@ -39,21 +39,6 @@ class Interrupted(GanforgeError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-@dataclass
-class RunContext:
-    """What lifecycle hooks see of a run."""
-
-    config: RunConfig
-    run_dir: Path
-    device: torch.device
-    start_step: int
-    generator: nn.Module
-    discriminator: nn.Module
-    dataset: Dataset
-    warn: Callable[[str], None] = print
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
