@@ -34,7 +34,7 @@ from ganforge_core.components import (
 )
 from ganforge_core.config import Choice, Plan, RunConfig, resolve
 from ganforge_core.errors import CheckpointError, ConfigError, DataError, GanforgeError, TrainingDiverged
-from ganforge_core.hookspecs import hookimpl, hookspec
+from ganforge_core.hookspecs import CONTRACT_VERSION, hookimpl, hookspec
 from ganforge_core.registry import Component, Register, Registry
 from ganforge_core.version import __version__
 
@@ -86,6 +86,7 @@ def train(
 
 
 __all__ = [
+    "CONTRACT_VERSION",
     "KINDS",
     "Annealing",
     "BuildContext",

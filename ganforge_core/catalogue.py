@@ -7,6 +7,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic_core import PydanticUndefined
 
 from ganforge_core.components import KINDS
+from ganforge_core.kinds import BY_NAME
 from ganforge_core.registry import Component, Registry
 
 
@@ -44,6 +45,7 @@ def describe(component: Component) -> dict[str, Any]:
         "conflicts": dict(component.conflicts),
         "recommends": None if recommends is None else recommends.__dict__ | {"betas": list(recommends.betas)},
         "paper": component.paper,
+        "needs": list(component.needs),
     }
 
 
@@ -80,9 +82,6 @@ def print_catalogue(data: dict[str, Any]) -> None:
         console.print(f"[yellow]problem:[/] plugin '{problem['plugin']}': {problem['reason']}", highlight=False)
 
 
-PLURAL = {"loss": "losses"}
-
-
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -100,7 +99,7 @@ def markdown(data: dict[str, Any]) -> str:
         chosen = sorted((c for c in components if c["kind"] == kind), key=lambda c: c["name"])
         if not chosen:
             continue
-        lines += ["", f"## {PLURAL.get(kind, kind + 's').capitalize()}"]
+        lines += ["", f"## {BY_NAME[kind].plural.capitalize()}"]
         for comp in chosen:
             lines += ["", f"### `{comp['name']}`", "", comp["summary"] + ".", ""]
             facts = [f"plugin `{comp['plugin']}`"]
@@ -108,6 +107,8 @@ def markdown(data: dict[str, Any]) -> str:
                 facts.append(f"from {comp['paper']}")
             if comp["requires"]:
                 facts.append("needs a dataset that is " + ", ".join(comp["requires"]))
+            if comp["needs"]:
+                facts.append("needs the Python package(s) " + ", ".join(f"`{n}`" for n in comp["needs"]))
             lines.append("; ".join(facts) + ".")
             if comp["recommends"]:
                 r = comp["recommends"]

@@ -194,9 +194,11 @@ class Loss:
     """An adversarial loss: one method per phase. Logits have shape ``[N]``."""
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor, ctx: DContext) -> Tensor:
+        """The scalar (0-dim) tensor D minimises, from D's logits of the real and the fake batch."""
         raise NotImplementedError
 
     def g_loss(self, fake_logits: Tensor, ctx: GContext) -> Tensor:
+        """The scalar (0-dim) tensor G minimises, from D's logits of G's batch."""
         raise NotImplementedError
 
     def extra_stats(self) -> dict[str, Tensor]:
@@ -222,9 +224,11 @@ class Regularizer:
     g_penalty_every: int = 1
 
     def wrap_generator(self, generator: nn.Module) -> nn.Module:
+        """G as the run should train it (spectral norm on G's layers, say); once, before training."""
         return generator
 
     def wrap_discriminator(self, discriminator: nn.Module) -> nn.Module:
+        """D as the run should train it; once, before training."""
         return discriminator
 
     def transform_d_input(self, x: Tensor, progress: float) -> Tensor:
@@ -236,6 +240,7 @@ class Regularizer:
         return shape
 
     def adjust_targets(self, targets: Targets) -> Targets:
+        """The targets of target-based losses (label smoothing lowers ``real``); once, before training."""
         return targets
 
     def d_penalty(self, ctx: DContext) -> Tensor | None:
@@ -257,6 +262,7 @@ class Regularizer:
         return None
 
     def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain data to checkpoint (an EMA copy's weights, say)."""
         return {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -270,6 +276,7 @@ class Schedule:
         self.d_steps = d_steps
 
     def lr_multiplier(self, step: int, total_steps: int) -> float:
+        """The factor both learning rates are multiplied by before G step ``step`` (0-based)."""
         return 1.0
 
 

@@ -20,27 +20,6 @@ from ganforge_core.errors import ConfigError
 from ganforge_core.registry import Component, Registry
 
 
-# Loggers a run can enable besides metrics.jsonl; each is a built-in plugin that reads
-# ``run.config.loggers`` and the Python package it needs (checked before training).
-EXTRA_LOGGERS = {"tensorboard": "tensorboard"}
-
-
-def check_logger_packages(loggers: list[str]) -> None:
-    """Raise a ConfigError naming ``pip install PACKAGE`` for an enabled logger whose package is missing."""
-    import importlib
-
-    for name in loggers:
-        package = EXTRA_LOGGERS.get(name)
-        if package is None:
-            continue
-        try:
-            importlib.import_module(package)
-        except ImportError:
-            raise ConfigError(
-                f"--logger {name} needs the '{package}' package, which is not installed: pip install {package}"
-            ) from None
-
-
 def parse_choice(text: str) -> dict[str, Any]:
     """``"name:key=value,key=value"`` -> ``{"name": ..., "options": {...}}``."""
     name, _, rest = text.partition(":")
@@ -104,9 +83,9 @@ class RunConfig(BaseModel):
     sample_every: int = Field(500, ge=0, description="steps between sample grids (0: only at the end)")
     checkpoint_every: int = Field(500, ge=0, description="steps between checkpoints (0: only at the end)")
     keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept in the run directory")
-    loggers: list[str] = Field(
+    loggers: list[Choice] = Field(
         default_factory=list,
-        description="loggers besides metrics.jsonl (always written): " + ", ".join(EXTRA_LOGGERS),
+        description="loggers besides metrics.jsonl, which is always written (see 'ganforge plugins')",
     )
     on_nan: Literal["stop", "skip"] = Field(
         "stop",
@@ -140,21 +119,28 @@ class RunConfig(BaseModel):
     @field_validator("loggers", mode="before")
     @classmethod
     def _loggers(cls, value: Any) -> Any:
-        if isinstance(value, str):
+        """``"a,b"`` and repeated flags alike; ``jsonl`` (always written) and repeats drop out."""
+        if isinstance(value, str | dict):
             value = [value]
         if not isinstance(value, list | tuple):
             return value
-        names: list[str] = []
+        items: list[Any] = []
         for item in value:
-            if not isinstance(item, str):
-                raise ValueError(f"logger names are strings, got {item!r}")
-            for name in (part.strip() for part in item.split(",")):
-                if name in ("", "jsonl") or name in names:
-                    continue  # metrics.jsonl is always written
-                if name not in EXTRA_LOGGERS:
-                    raise ValueError(f"unknown logger {name!r}; valid: jsonl, {', '.join(EXTRA_LOGGERS)}")
-                names.append(name)
-        return names
+            # "a,b" lists names; a name with options ("csv:every=2") stands alone.
+            if isinstance(item, str) and ":" not in item:
+                items.extend(part.strip() for part in item.split(","))
+            else:
+                items.append(item)
+        kept: list[Any] = []
+        seen: set[str] = set()
+        for item in items:
+            name = item.partition(":")[0].strip() if isinstance(item, str) else item.get("name") if isinstance(item, dict) else None
+            if name in ("", "jsonl") or (name is not None and name in seen):
+                continue
+            if name is not None:
+                seen.add(name)
+            kept.append(item)
+        return kept
 
     @field_validator("betas")
     @classmethod
@@ -191,6 +177,7 @@ class Plan:
     scheduler: Chosen
     dataset: Chosen
     metrics: tuple[Chosen, ...]
+    loggers: tuple[Chosen, ...] = ()
 
     @property
     def chosen(self) -> tuple[Chosen, ...]:
@@ -234,6 +221,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
         "regularizers": regularizers,
         "scheduler": _choose_schedule(registry, config.scheduler, context),
         "metrics": _choose_metrics(registry, config.metrics, dataset, context),
+        "loggers": tuple(_choose(registry, "logger", c, context) for c in config.loggers),
     }
     resolved = config.model_copy(
         update={
@@ -253,6 +241,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
             "scheduler": plan.scheduler.choice(),
             "dataset": plan.dataset.choice(),
             "metrics": [m.choice() for m in plan.metrics],
+            "loggers": [logger.choice() for logger in plan.loggers],
         }
     )
     return Plan(**{**plan.__dict__, "config": final})
@@ -289,6 +278,8 @@ def _choose_metrics(
 
 def _check_combination(plan: Plan) -> None:
     """Every chosen component's requirements and declared conflicts, one line each."""
+    for chosen in (*plan.chosen, *plan.metrics, *plan.loggers):
+        _check_packages(chosen.component)
     if plan.config.conditional:
         _check_conditional(plan)
     if plan.config.batch_size < 2:
@@ -322,6 +313,21 @@ def _check_combination(plan: Plan) -> None:
                         f"{chosen.component.label} cannot be combined with "
                         f"{other.component.label}: {reason}"
                     )
+
+
+def _check_packages(component: Component) -> None:
+    """The Python packages a component ``needs`` are installed (found, not imported: cheap)."""
+    import importlib.util
+
+    for package in component.needs:
+        try:
+            found = importlib.util.find_spec(package) is not None
+        except (ImportError, ValueError):  # a parent package missing, or a module set to None
+            found = False
+        if not found:
+            raise ConfigError(
+                f"{component.label} needs the '{package}' package, which is not installed: pip install {package}"
+            )
 
 
 def _check_conditional(plan: Plan) -> None:

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from ganforge_core.components import RunContext
 
 PROJECT = "ganforge"
+# The contract's version: what a plugin written to docs/hooks.md can rely on. It rises
+# with every change to a hook, a protocol or what the core passes to plugins; each change
+# is listed in docs/contract-changelog.md, and a hook that is replaced keeps working and
+# warns, naming its replacement (pluggy's warn_on_impl), for at least one version.
+CONTRACT_VERSION = 2
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
@@ -88,7 +93,7 @@ def ganforge_register_regularizers(register: Register) -> None:
 
 @hookspec
 def ganforge_register_schedulers(register: Register) -> None:
-    """Register training schedules.
+    """Register schedulers: training schedules.
 
     The factory returns a :class:`~ganforge_core.components.Schedule`: D steps per
     G step and learning-rate multipliers over the run. Options models must subclass

@@ -12,7 +12,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,8 +24,8 @@ from torch import nn
 
 from ganforge_core import checkpoint as ckpt
 from ganforge_core import distributed
-from ganforge_core.components import RunContext
-from ganforge_core.config import Plan, RunConfig, check_logger_packages, resolve
+from ganforge_core.components import Logger, RunContext
+from ganforge_core.config import Chosen, Plan, RunConfig, resolve
 from ganforge_core.errors import CheckpointError, ConfigError, GanforgeError, TrainingDiverged
 from ganforge_core.plugins import Plugins, get_plugins
 from ganforge_core.reporting import MetricsLog, ProgressView, plot_losses, write_config_files
@@ -111,7 +111,6 @@ def train(
     elif config is None:
         raise ConfigError("nothing to train: give a configuration or a run directory to resume")
     plan = resolve(config, plugins.registry)
-    check_logger_packages(plan.config.loggers)
     _check_world(world, plan, plugins)
     run_dir = plan.config.out or default_run_dir(plan.config)
     if run_dir.exists() and not run_dir.is_dir():
@@ -180,6 +179,45 @@ class Observers:
         self.plugins.call_each(hook_name, report, skip=self.failed, **kwargs)
 
 
+class Loggers:
+    """The run's ``--logger`` components. A logger that raises is reported once and dropped:
+    like an observer's, a logger's bug must not cost the run (metrics.jsonl has every record)."""
+
+    def __init__(self, chosen_loggers: Iterable[Chosen], context: RunContext, warn: Callable[[str], None]) -> None:
+        self.warn = warn
+        self.active: list[tuple[str, Logger]] = []
+        for chosen in chosen_loggers:
+            label = f"plugin '{chosen.component.plugin}': {chosen.component.label}"
+            try:
+                self.active.append((label, chosen.component.build(chosen.options, context)))
+            except GanforgeError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported; the run goes on without it
+                warn(f"{label} could not start ({exc!r}); the run goes on without it")
+
+    def __call__(self, method: str, *args: Any) -> None:
+        for entry in list(self.active):
+            label, logger = entry
+            try:
+                getattr(logger, method)(*args)
+            except Exception as exc:  # noqa: BLE001 - a logger's failure is reported, not fatal
+                self.active.remove(entry)
+                self.warn(f"{label}: {method} raised {exc!r}; it logs nothing more")
+                _close(label, logger, self.warn)
+
+    def close(self) -> None:
+        for label, logger in self.active:
+            _close(label, logger, self.warn)
+        self.active = []
+
+
+def _close(label: str, logger: Logger, warn: Callable[[str], None]) -> None:
+    try:
+        logger.close()
+    except Exception as exc:  # noqa: BLE001 - closing is best effort
+        warn(f"{label}: close raised {exc!r}")
+
+
 def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunResult:
     config = run.plan.config
     context = RunContext(
@@ -204,8 +242,20 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
     shared = world.describe(config.batch_size)
     view.message(f"training on {run.device}; {shared + '; ' if shared else ''}{run.fast.describe()}")
     notify("ganforge_train_start", run=context)
+    loggers = Loggers(run.plan.loggers if world.main else (), context, warn)  # rank 0 alone logs
     counted, window_start = 0, time.perf_counter()
     checkpoint: Path | None = None
+
+    def save_samples(name: str) -> Path:
+        path = run.save_samples(name)
+        loggers("samples", run.step, path)
+        return path
+
+    def save_checkpoint() -> Path:
+        path = _checkpoint(run, context, notify)
+        loggers("checkpoint", run.step, path)
+        return path
+
     try:
         with _stop_on_signals() as stop:
             halted = False  # distributed: a stop every rank agreed on
@@ -225,15 +275,17 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
                     averaged["img/s"] = counted * run.engine.schedule.d_steps * config.batch_size / elapsed
                     averaged.update(_learning_rates(run))
                     log.write({"step": run.step, **averaged})
+                    loggers("log", run.step, averaged)
                     view.update(run.step, averaged)
                     notify("ganforge_step_end", run=context, step=run.step, stats=averaged)
                     counted, window_start = 0, time.perf_counter()
                 if config.sample_every and run.step % config.sample_every == 0 and world.main:
-                    run.save_samples(f"samples-{run.step:08d}.png")
+                    save_samples(f"samples-{run.step:08d}.png")
                 if config.checkpoint_every and run.step % config.checkpoint_every == 0:
-                    checkpoint = view.saved(run.step, _checkpoint(run, context, notify))
+                    checkpoint = view.saved(run.step, save_checkpoint())
             if halted if world.distributed else stop:
-                checkpoint = view.saved(run.step, _checkpoint(run, context, notify))
+                checkpoint = view.saved(run.step, save_checkpoint())
+                loggers("end", run.step, {})
                 notify("ganforge_train_end", run=context, step=run.step, results={})
                 signum = stop.get("signal", signal.SIGTERM)  # a rank the signal did not reach
                 name = signal.Signals(signum).name
@@ -243,18 +295,20 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
                     exit_code=128 + signum,
                 )
         if checkpoint is None or checkpoint != ckpt.checkpoint_path(run.run_dir, run.step):
-            checkpoint = view.saved(run.step, _checkpoint(run, context, notify))
+            checkpoint = view.saved(run.step, save_checkpoint())
         if not world.main:
             return RunResult(run.run_dir, run.step, {}, checkpoint, run.run_dir / "samples.png")
-        samples = run.save_samples("samples.png")
+        samples = save_samples("samples.png")
         results = run.evaluate()
         if results:
             log.write({"step": run.step, "event": "eval", **results})
             (run.run_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
         _plot_losses(run, warn)
+        loggers("end", run.step, results)
         notify("ganforge_train_end", run=context, step=run.step, results=results)
         return RunResult(run.run_dir, run.step, results, checkpoint, samples)
     finally:
+        loggers.close()
         view.close()
         log.close()
 

@@ -45,10 +45,12 @@ from ganforge_core.components import (
     Dataset,
     DContext,
     GContext,
+    Logger,
     Loss,
     Metric,
     Options,
     Regularizer,
+    RunContext,
     Schedule,
     ScheduleOptions,
     Targets,
@@ -79,6 +81,7 @@ __all__ = [
     "check_g_phase_isolated",
     "check_generator",
     "check_isolation",
+    "check_logger",
     "check_loss",
     "check_metric",
     "check_options",
@@ -559,27 +562,87 @@ def check_component(
         raise _fail(f"{exc}" + (f"; problems loading plugins: {problems}" if problems else "")) from None
     check_options(component)
     chosen = component.validate({**small_options(component), **(options or {})})
-    traits = component.traits(chosen)
-    label = component.label
+    COMPONENT_CHECKS[component.kind](component, chosen, registry, datasets)
 
-    if kind == "loss":
-        loss = component.build(chosen, build_context((2,)))
-        for n in (1, 7):
-            with _about(f"{label} with a batch of {n}"):
-                check_loss(loss, n=n)
-    elif kind == "scheduler":
-        # resolve fills in d_steps from the loss; built directly, the schedule gets one.
-        if getattr(chosen, "d_steps", 1) is None:
-            chosen = component.validate({**chosen.model_dump(), "d_steps": 1})
-        with _about(label):
-            check_schedule(component.build(chosen, build_context((2,))), total_steps=10)
-    elif kind == "dataset":
-        with _about(label):
-            check_dataset(component.build(chosen, build_context()), traits)
-    else:
-        for dataset_name, dataset in _dataset_choices(component, registry, datasets):
-            with _about(f"{label} on dataset '{dataset_name}'"):
-                _check_on_dataset(component, chosen, dataset)
+
+def _check_loss_component(component: Component, chosen: Options, registry: Registry, datasets: Any) -> None:
+    loss = component.build(chosen, build_context((2,)))
+    for n in (1, 7):
+        with _about(f"{component.label} with a batch of {n}"):
+            check_loss(loss, n=n)
+
+
+def _check_schedule_component(component: Component, chosen: Options, registry: Registry, datasets: Any) -> None:
+    # resolve fills in d_steps from the loss; built directly, the schedule gets one.
+    if getattr(chosen, "d_steps", 1) is None:
+        chosen = component.validate({**chosen.model_dump(), "d_steps": 1})
+    with _about(component.label):
+        check_schedule(component.build(chosen, build_context((2,))), total_steps=10)
+
+
+def _check_dataset_component(component: Component, chosen: Options, registry: Registry, datasets: Any) -> None:
+    with _about(component.label):
+        check_dataset(component.build(chosen, build_context()), component.traits(chosen))
+
+
+def _check_logger_component(component: Component, chosen: Options, registry: Registry, datasets: Any) -> None:
+    with _about(component.label), tempfile.TemporaryDirectory() as work:
+        check_logger(lambda run: component.build(chosen, run), Path(work))
+
+
+def _check_on_datasets(component: Component, chosen: Options, registry: Registry, datasets: Any) -> None:
+    for dataset_name, dataset in _dataset_choices(component, registry, datasets):
+        with _about(f"{component.label} on dataset '{dataset_name}'"):
+            _check_on_dataset(component, chosen, dataset)
+
+
+# How check_component checks each kind (ganforge_core.kinds.TABLE names the check of a built object).
+COMPONENT_CHECKS: Mapping[str, Callable[[Component, Options, Registry, Any], None]] = {
+    "generator": _check_on_datasets,
+    "discriminator": _check_on_datasets,
+    "loss": _check_loss_component,
+    "regularizer": _check_on_datasets,
+    "scheduler": _check_schedule_component,
+    "dataset": _check_dataset_component,
+    "metric": _check_on_datasets,
+    "logger": _check_logger_component,
+}
+if set(COMPONENT_CHECKS) != set(KINDS):
+    raise RuntimeError("ganforge_core.testing.COMPONENT_CHECKS must cover every kind")
+
+
+def check_logger(build: Callable[[RunContext], Logger], run_dir: Path) -> None:
+    """A logger starts from a :class:`RunContext`, takes every record a run sends it, and closes.
+
+    ``build(run)`` makes the logger (``lambda run: MyLogger(options, run)``). It is
+    fed what a short run feeds it, in order: statistics, a sample picture, a
+    checkpoint path, the end with results, then ``close``.
+    """
+    from PIL import Image
+
+    generator = TinyGenerator((2,))
+    run = RunContext(
+        config=RunConfig(generator="mlp", dataset="ring-8", steps=2, out=run_dir),
+        run_dir=run_dir,
+        device=torch.device("cpu"),
+        start_step=0,
+        generator=generator,
+        discriminator=TinyCritic(2),
+        dataset=Dataset(torch.zeros(4, 2)),
+    )
+    logger = build(run)
+    for method in ("log", "samples", "checkpoint", "end", "close"):
+        _check(callable(getattr(logger, method, None)), f"the logger has no method {method}(); subclass ganforge_core.Logger")
+    picture = run_dir / "samples-00000001.png"
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(picture)
+    checkpoint = run_dir / "checkpoint-00000001.pt"
+    checkpoint.write_bytes(b"")
+    logger.log(1, {"loss/d": 1.0, "loss/g": 0.5})
+    logger.samples(1, picture)
+    logger.checkpoint(1, checkpoint)
+    logger.log(2, {"loss/d": 0.9, "loss/g": 0.6})
+    logger.end(2, {"metric/value": 0.25})
+    logger.close()
 
 
 @contextmanager

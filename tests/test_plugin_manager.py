@@ -391,6 +391,98 @@ def test_lifecycle_hooks_are_called_in_order(trained: Trained) -> None:
     ]
 
 
+# -- loggers: a kind of component like any other ------------------------------------
+
+
+class TapeOptions(Options):
+    tag: str = Field("tape", description="written into every record")
+
+
+class TapeLogger:
+    """Records every call a run makes, in order, with what the run directory held then."""
+
+    tapes: list[list[tuple[Any, ...]]] = []
+
+    def __init__(self, options: TapeOptions, run: RunContext) -> None:
+        self.tape: list[tuple[Any, ...]] = [("start", options.tag, run.start_step, run.config.steps)]
+        TapeLogger.tapes.append(self.tape)
+
+    def log(self, step, stats):
+        self.tape.append(("log", step, sorted(stats)))
+
+    def samples(self, step, path):
+        self.tape.append(("samples", step, path.name, path.is_file()))
+
+    def checkpoint(self, step, path):
+        self.tape.append(("checkpoint", step, path.name, ckpt.load_safe(path)["step"]))
+
+    def end(self, step, results):
+        self.tape.append(("end", step, sorted(results)))
+
+    def close(self):
+        self.tape.append(("close",))
+
+
+class BrokenLogger(TapeLogger):
+    def log(self, step, stats):
+        raise RuntimeError("disk on fire")
+
+
+class Loggers:
+    @hookimpl
+    def ganforge_register_loggers(self, register):
+        register("tape", TapeLogger, options=TapeOptions, summary="records every call")
+        register("broken", BrokenLogger, options=TapeOptions, summary="raises in log()")
+        register("needy", TapeLogger, options=TapeOptions, summary="needs a package", needs=("no_such_package_xyz",))
+
+
+def test_hook_ganforge_register_loggers(tmp_path: Path) -> None:
+    TapeLogger.tapes.clear()
+    plugins = Plugins(extra=[("loggers", Loggers())])
+    assert plugins.registry.get("logger", "tape").plugin == "loggers"
+    config = RunConfig(
+        generator="mlp", dataset="ring-8:n=256", steps=4, batch_size=16, log_every=2, sample_every=3,
+        checkpoint_every=2, device="cpu", out=tmp_path / "run", loggers=["tape:tag=first", "broken"],
+    )  # fmt: skip
+    result = train(config, plugins=plugins, quiet=True)
+    (tape, broken) = TapeLogger.tapes
+    stats = sorted(["loss/d", "loss/g", "d/real", "d/fake", "img/s", "lr/g", "lr/d"])
+    assert tape == [
+        ("start", "first", 0, 4),
+        ("log", 2, stats),
+        ("checkpoint", 2, "checkpoint-00000002.pt", 2),
+        ("samples", 3, "samples-00000003.png", True),
+        ("log", 4, stats),
+        ("checkpoint", 4, "checkpoint-00000004.pt", 4),
+        ("samples", 4, "samples.png", True),
+        ("end", 4, sorted(result.results)),
+        ("close",),
+    ]
+    # The broken logger was dropped at its first failure, closed, and the run finished.
+    assert broken == [("start", "tape", 0, 4), ("close",)]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    warnings = [r["message"] for r in records if r.get("event") == "warning"]
+    assert warnings == ["plugin 'loggers': logger 'broken': log raised RuntimeError('disk on fire'); it logs nothing more"]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["loggers"]
+    assert saved == [{"name": "tape", "options": {"tag": "first"}}, {"name": "broken", "options": {"tag": "tape"}}]
+
+    # Resumed, the loggers start again from the checkpoint's step.
+    TapeLogger.tapes.clear()
+    train(None, resume=tmp_path / "run", overrides={"steps": 6}, plugins=plugins, quiet=True)
+    assert TapeLogger.tapes[0][0] == ("start", "first", 4, 6)
+    assert [entry[:2] for entry in TapeLogger.tapes[0] if entry[0] == "log"] == [("log", 6)]
+
+
+def test_a_logger_that_needs_a_missing_package_stops_the_run_before_it_starts(tmp_path: Path) -> None:
+    from ganforge_core.errors import ConfigError
+
+    plugins = Plugins(extra=[("loggers", Loggers())])
+    config = RunConfig(generator="mlp", dataset="ring-8", steps=2, loggers=["needy"], out=tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"^logger 'needy' needs the 'no_such_package_xyz' package, which is not installed: pip install no_such_package_xyz$"):
+        train(config, plugins=plugins, quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
 # -- problems are reported by plugin name; the rest still loads ----------------------
 
 

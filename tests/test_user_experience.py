@@ -235,7 +235,7 @@ def test_tensorboard_logger_writes_scalars_and_sample_grids(in_tmp: Path) -> Non
     events.Reload()
     assert [e.step for e in events.Scalars("loss/d")] == [2, 4, 6, 8, 10]
     assert [e.step for e in events.Images("samples")] == [3, 6, 9, 10]
-    assert tomllib.loads((in_tmp / "tb" / "config.toml").read_text())["loggers"] == ["tensorboard"]
+    assert tomllib.loads((in_tmp / "tb" / "config.toml").read_text())["loggers"] == [{"name": "tensorboard", "options": {"dir": "tensorboard", "flush_every": 1}}]
 
 
 def test_without_the_logger_flag_nothing_is_written_for_tensorboard(in_tmp: Path) -> None:
@@ -270,10 +270,16 @@ def test_missing_tensorboard_also_stops_the_python_api_before_training(
 
 
 def test_jsonl_is_always_on_and_loggers_are_normalised() -> None:
+    from ganforge_core import get_registry, resolve
+    from ganforge_core.errors import ConfigError
+
     assert RunConfig(loggers=["jsonl"]).loggers == []
-    assert RunConfig(loggers=["tensorboard,jsonl", " tensorboard"]).loggers == ["tensorboard"]
-    with pytest.raises(ValueError, match="unknown logger"):
-        RunConfig(loggers=["tensorbored"])
+    assert [str(c) for c in RunConfig(loggers=["tensorboard,jsonl", " tensorboard"]).loggers] == ["tensorboard"]
+    assert [str(c) for c in RunConfig(loggers="tensorboard:dir=tb").loggers] == ["tensorboard:dir=tb"]
+    with pytest.raises(ConfigError, match=r"unknown logger 'tensorbored' \(did you mean 'tensorboard'\?\)"):
+        resolve(RunConfig(loggers=["tensorbored"]), get_registry())
+    with pytest.raises(ConfigError, match="logger 'tensorboard': unknown option 'dri'"):
+        resolve(RunConfig(loggers=["tensorboard:dri=x"]), get_registry())
 
 
 # -- docs/cli.md ---------------------------------------------------------------

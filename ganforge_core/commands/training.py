@@ -70,8 +70,8 @@ def run_flags(
         list[str] | None,
         typer.Option(
             "--logger",
-            help="Also log to: tensorboard (into RUN_DIR/tensorboard). Repeat or comma-separate; "
-            "metrics.jsonl is always written.",
+            help="Also log to this logger, NAME or NAME:key=value,... (tensorboard, or one a plugin adds; "
+            "see 'ganforge plugins'). Repeat or comma-separate; metrics.jsonl is always written.",
         ),
     ] = None,
     precision: Annotated[
@@ -204,9 +204,6 @@ def run(
             run_config = None
         else:
             run_config = flags.config()
-            from ganforge_core.config import check_logger_packages
-
-            check_logger_packages(run_config.loggers)  # before torch loads: fail fast
         warn_about_plugins()
         from ganforge_core.session import train
 
