@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,16 +21,7 @@ if TYPE_CHECKING:
     from ganforge_core.config import RunConfig
 
 Kind = Literal["generator", "discriminator", "loss", "regularizer", "scheduler", "dataset", "metric", "logger"]
-KINDS: tuple[Kind, ...] = (
-    "generator",
-    "discriminator",
-    "loss",
-    "regularizer",
-    "scheduler",
-    "dataset",
-    "metric",
-    "logger",
-)
+KINDS: tuple[Kind, ...] = get_args(Kind)  # ganforge_core.kinds.TABLE describes each, in this order
 
 
 class Options(BaseModel):
