@@ -7,6 +7,7 @@ the registry, the contract checks and the hook reference all agree with the tabl
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,12 @@ def test_every_protocol_method_and_field_is_in_the_reference(protocol: str) -> N
             assert f"- `{name}(" in text, f"{protocol}.{name} missing from the reference"
     for name in getattr(cls, "__dataclass_fields__", {}):
         assert f"| `{name}` |" in text, f"{protocol}.{name} missing from the reference"
+
+
+def test_the_contract_changelog_has_a_section_for_the_current_version() -> None:
+    from ganforge_core import CONTRACT_VERSION
+
+    page = (ROOT / "docs" / "contract-changelog.md").read_text()
+    versions = [int(v) for v in re.findall(r"^## Version (\d+)$", page, re.MULTILINE)]
+    assert versions and versions[0] == CONTRACT_VERSION, "newest first, and it is the current version"
+    assert versions == sorted(versions, reverse=True)
