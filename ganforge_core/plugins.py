@@ -23,8 +23,8 @@ from typing import Any
 import pluggy
 
 from ganforge_core import hookspecs
-from ganforge_core.kinds import REGISTER_HOOKS  # also imported from here
-from ganforge_core.registry import ALLOW_LIST_VARIABLE, PluginProblem, Registry  # the variable too
+from ganforge_core.kinds import REGISTER_HOOKS  # importable from here too
+from ganforge_core.registry import ALLOW_LIST_VARIABLE, PluginProblem, Registry  # the variable: from here too
 
 ENTRY_POINT_GROUP = "ganforge"
 BUILTIN_DISTRIBUTION = "ganforge"  # entry points of this distribution are the built-in plugins
