@@ -13,6 +13,7 @@ from ganforge_core.components import KINDS, Kind, NoOptions, Options, Recommenda
 from ganforge_core.errors import ConfigError, did_you_mean, one_of
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+ALLOW_LIST_VARIABLE = "GANFORGE_PLUGINS"  # the plugins to load (ganforge_core.plugins reads it)
 
 
 class Register(Protocol):
@@ -93,6 +94,13 @@ class Component:
         return f"{self.label}: {'; '.join(problems)}; valid options: {valid}"
 
 
+def _plugins(names: list[str]) -> str:
+    """``plugin 'a'`` or ``plugins 'a' and 'b'``."""
+    quoted = [f"'{name}'" for name in names]
+    listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+    return f"plugin{'s' if len(quoted) > 1 else ''} {listed}"
+
+
 @dataclass(frozen=True)
 class PluginProblem:
     """A plugin that could not be loaded or registered something invalid."""
@@ -107,8 +115,14 @@ class PluginProblem:
 class Registry:
     """Every component of every kind, plus the problems met while collecting them."""
 
-    def __init__(self) -> None:
+    def __init__(self, builtin: Iterable[str] = ()) -> None:
+        self.builtin = frozenset(builtin)  # names of ganforge's own plugins: they win a clash
         self._components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        # Every valid registration of a (kind, name), in the order it came, and the
+        # clash problems last derived from them (replaced whenever another one comes).
+        self._offers: dict[tuple[Kind, str], list[Component]] = {}
+        self._clashes: dict[tuple[Kind, str], list[PluginProblem]] = {}
+        self._contested: dict[tuple[Kind, str], list[str]] = {}
         self.problems: list[PluginProblem] = []
         self.plugins: list[str] = []
 
@@ -150,11 +164,55 @@ class Registry:
         return register
 
     def add(self, component: Component) -> None:
+        """Record a registration. Who gets a name two plugins register does not depend
+        on the order they come in: a built-in plugin's component wins over a
+        third-party one, and a name registered by several plugins of the same standing
+        is given to none of them (see docs/plugins.md, "Names that clash")."""
         problem = self._invalid(component)
         if problem:
             self.problems.append(PluginProblem(component.plugin, problem))
             return
-        self._components[component.kind][component.name] = component
+        key = (component.kind, component.name)
+        offers = self._offers.setdefault(key, [])
+        if any(offer.plugin == component.plugin for offer in offers):
+            twice = f"{component.label} is registered twice; kept the first"
+            self.problems.append(PluginProblem(component.plugin, twice))
+            return
+        offers.append(component)
+        self._settle(key)
+
+    def _settle(self, key: tuple[Kind, str]) -> None:
+        offers = self._offers[key]
+        builtin = [c for c in offers if c.plugin in self.builtin]
+        contenders = builtin or offers  # a built-in outranks every third-party plugin
+        refused = [c for c in offers if builtin and c.plugin not in self.builtin]
+        problems = [PluginProblem(c.plugin, self._refusal(c, builtin)) for c in refused]
+        if len(contenders) == 1:
+            self._contested.pop(key, None)
+            self._components[key[0]][key[1]] = contenders[0]
+        else:
+            names = sorted(c.plugin for c in contenders)
+            problems += [PluginProblem(c.plugin, self._contest(c, names)) for c in contenders]
+            self._contested[key] = names
+            self._components[key[0]].pop(key[1], None)
+        problems.sort(key=lambda p: p.plugin)
+        stale = self._clashes.get(key, [])
+        self.problems[:] = [p for p in self.problems if not any(p is old for old in stale)]
+        self.problems.extend(problems)
+        self._clashes[key] = problems
+
+    @staticmethod
+    def _refusal(c: Component, builtin: list[Component]) -> str:
+        owners = _plugins(sorted(b.plugin for b in builtin))
+        return f"{c.label} is already provided by built-in {owners}; not registered: rename it"
+
+    @staticmethod
+    def _contest(c: Component, contenders: list[str]) -> str:
+        others = _plugins([p for p in contenders if p != c.plugin])
+        return (
+            f"{c.label} is also registered by {others}, so none of them is used; "
+            f"leave all but one out with {ALLOW_LIST_VARIABLE} or rename it"
+        )
 
     def _invalid(self, c: Component) -> str | None:
         if not NAME_PATTERN.match(c.name):
@@ -163,13 +221,16 @@ class Registry:
             return f"{c.label}: options must subclass ganforge_core.Options"
         if not callable(c.factory):
             return f"{c.label}: factory is not callable"
-        existing = self._components[c.kind].get(c.name)
-        if existing is not None:
-            return f"{c.label} is already registered by plugin '{existing.plugin}'; kept that one"
         return None
 
     def get(self, kind: Kind, name: str) -> Component:
         found = self._components[kind].get(name)
+        contested = self._contested.get((kind, name))
+        if contested:
+            raise ConfigError(
+                f"{kind} '{name}' is registered by {_plugins(contested)}, so none of them is used; "
+                f"leave all but one out with {ALLOW_LIST_VARIABLE} (`ganforge plugins` lists them)"
+            )
         if found is None:
             names = self._components[kind]
             raise ConfigError(

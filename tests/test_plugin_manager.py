@@ -8,6 +8,7 @@ meta-test: every hook in ``ganforge_core.hookspecs`` has a ``test_hook_<name>``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -37,7 +38,10 @@ from ganforge_core import (
     hookspecs,
 )
 from ganforge_core import checkpoint as ckpt
+from ganforge_core.errors import ConfigError
 from ganforge_core.plugins import ALLOW_LIST_VARIABLE, Plugins
+from ganforge_core.registry import Component, Registry
+from ganforge_losses.critics import HingeLoss
 from ganforge_core.session import RunContext, train
 
 BUILTIN = get_registry()
@@ -500,22 +504,169 @@ def registers(kind_hook: str, *names: str, **register_kwargs: Any) -> type:
 Generators = registers("ganforge_register_generators", "extra-gen")
 
 
-def test_duplicate_name_is_reported_by_the_later_plugin_and_the_builtin_stays() -> None:
-    impostor = registers("ganforge_register_generators", "mlp")()
-    plugins = Plugins(extra=[("impostor", impostor)])
-    assert plugins.registry.get("generator", "mlp").plugin == "mlp", "a later plugin replaced a built-in"
-    reasons = problems_of(plugins, "impostor")
-    assert len(reasons) == 1 and "'mlp'" in reasons[0] and "already registered" in reasons[0]
-    assert problems_of(plugins, "mlp") == []
+# -- names that clash: built-ins win; between third parties, nobody does ---------------
 
 
-def test_duplicate_name_between_two_plugins_keeps_the_first() -> None:
-    first = registers("ganforge_register_losses", "shared-loss")()
-    second = registers("ganforge_register_losses", "shared-loss")()
-    plugins = Plugins(extra=[("first", first), ("second", second)])
-    assert plugins.registry.get("loss", "shared-loss").plugin == "first"
-    assert problems_of(plugins, "first") == []
-    assert len(problems_of(plugins, "second")) == 1 and "shared-loss" in problems_of(plugins, "second")[0]
+def offer(plugin: str, name: str = "hinge", kind: str = "loss") -> Component:
+    return Component(kind=kind, name=name, factory=lambda o, ctx: None, options=NoOptions, plugin=plugin)  # type: ignore[arg-type]
+
+
+def refused(label: str, builtin: str) -> str:
+    return f"{label} is already provided by built-in plugin '{builtin}'; not registered: rename it"
+
+
+def contested(label: str, others: str) -> str:
+    return f"{label} is also registered by {others}, so none of them is used; leave all but one out with GANFORGE_PLUGINS or rename it"
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(["losses", "dup", "dup-2"])), ids="-then-".join)
+def test_a_builtin_wins_a_clash_whatever_order_the_registrations_come_in(order: tuple[str, ...]) -> None:
+    registry = Registry(builtin={"losses"})
+    offers = {plugin: offer(plugin) for plugin in order}
+    for plugin in order:
+        registry.add(offers[plugin])
+    assert registry.get("loss", "hinge") is offers["losses"]
+    assert registry.names("loss") == ["hinge"]
+    assert [(p.plugin, p.reason) for p in registry.problems] == [
+        ("dup", refused("loss 'hinge'", "losses")),
+        ("dup-2", refused("loss 'hinge'", "losses")),
+    ]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(["one", "two", "three"])), ids="-then-".join)
+def test_a_name_two_third_parties_register_goes_to_neither_whatever_the_order(order: tuple[str, ...]) -> None:
+    registry = Registry(builtin={"losses"})
+    for plugin in order:
+        registry.add(offer(plugin, "shared"))
+    registry.add(offer("one", "only-one"))
+    assert registry.names("loss") == ["only-one"]
+    assert [(p.plugin, p.reason) for p in registry.problems] == [
+        ("one", contested("loss 'shared'", "plugins 'three' and 'two'")),
+        ("three", contested("loss 'shared'", "plugins 'one' and 'two'")),
+        ("two", contested("loss 'shared'", "plugins 'one' and 'three'")),
+    ]
+    with pytest.raises(ConfigError) as error:
+        registry.get("loss", "shared")
+    assert str(error.value) == (
+        "loss 'shared' is registered by plugins 'one', 'three' and 'two', so none of them is used; "
+        "leave all but one out with GANFORGE_PLUGINS (`ganforge plugins` lists them)"
+    )
+
+
+def test_a_plugin_that_registers_a_name_twice_keeps_its_first() -> None:
+    registry = Registry()
+    first, second = offer("twice"), offer("twice")
+    registry.add(first)
+    registry.add(second)
+    assert registry.get("loss", "hinge") is first
+    assert [str(p) for p in registry.problems] == ["plugin 'twice': loss 'hinge' is registered twice; kept the first"]
+
+
+@pytest.mark.parametrize("trylast", [False, True], ids=["impostor-called-first", "impostor-called-last"])
+def test_a_third_party_plugin_cannot_replace_a_builtin(trylast: bool) -> None:
+    class Impostor:
+        @hookimpl(trylast=trylast)
+        def ganforge_register_losses(self, register):
+            register("hinge", lambda o, ctx: SoftplusLoss(), summary="not the real hinge")
+            register("dup-loss", lambda o, ctx: SoftplusLoss(), summary="its own name")
+
+    plugins = Plugins(extra=[("dup", Impostor())])
+    called = [impl.plugin_name for impl in reversed(plugins.hook.ganforge_register_losses.get_hookimpls())]
+    assert called.index("dup") == (len(called) - 1 if trylast else 0), "the registration order under test"
+    hinge = plugins.registry.get("loss", "hinge")
+    assert hinge.plugin == "losses" and type(hinge.build(NoOptions(), None)) is HingeLoss
+    assert plugins.registry.get("loss", "dup-loss").plugin == "dup"
+    assert [str(p) for p in plugins.registry.problems] == [
+        "plugin 'dup': loss 'hinge' is already provided by built-in plugin 'losses'; not registered: rename it"
+    ]
+
+
+@pytest.mark.parametrize("order", [("first", "second"), ("second", "first")], ids="-then-".join)
+def test_a_name_two_third_party_plugins_register_is_refused_for_both(order: tuple[str, str]) -> None:
+    makes = registers("ganforge_register_losses", "shared-loss")
+    plugins = Plugins(extra=[(name, makes()) for name in order])
+    assert "shared-loss" not in plugins.registry.names("loss")
+    assert problems_of(plugins, "first") == [contested("loss 'shared-loss'", "plugin 'second'")]
+    assert problems_of(plugins, "second") == [contested("loss 'shared-loss'", "plugin 'first'")]
+    with pytest.raises(ConfigError, match="^loss 'shared-loss' is registered by plugins 'first' and 'second'"):
+        plugins.registry.get("loss", "shared-loss")
+
+
+# -- lifecycle hooks run in pluggy's order; hook wrappers are refused --------------------
+
+
+def observer(log: list[str], label: str, failing: set[str] | None = None, **marks: bool) -> object:
+    """A plugin whose ganforge_step_end appends ``label`` to ``log``, then raises while
+    ``label`` is in ``failing``."""
+
+    def ganforge_step_end(self, step):
+        log.append(label)
+        if label in (failing or ()):
+            raise RuntimeError(f"{label} broke")
+
+    return type(f"Observer_{label}", (), {"ganforge_step_end": hookimpl(**marks)(ganforge_step_end)})()
+
+
+def test_lifecycle_hooks_run_tryfirst_first_trylast_last_and_otherwise_last_registered_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ALLOW_LIST_VARIABLE, "")  # only the observers below
+    log: list[str] = []
+    failing = {"plain-2"}
+    order = [
+        ("plain-1", {}),
+        ("first-1", {"tryfirst": True}),
+        ("last-1", {"trylast": True}),
+        ("plain-2", {}),
+        ("first-2", {"tryfirst": True}),
+        ("last-2", {"trylast": True}),
+        ("plain-3", {}),
+    ]
+    plugins = Plugins(extra=[(label, observer(log, label, failing, **marks)) for label, marks in order])
+    errors: list[tuple[str, str]] = []
+    plugins.call_each("ganforge_step_end", lambda plugin, exc: errors.append((plugin, str(exc))), run=None, step=1, stats={})
+    # pluggy's order: tryfirst ones last registered first, then the plain ones last registered
+    # first, then trylast ones in the order they were registered.
+    expected = ["first-2", "first-1", "plain-3", "plain-2", "plain-1", "last-1", "last-2"]
+    assert log == expected
+    assert errors == [("plain-2", "plain-2 broke")], "the others still ran after plain-2 raised"
+    log.clear()
+    failing.clear()
+    plugins.hook.ganforge_step_end(run=None, step=1, stats={})
+    assert log == expected, "pluggy itself calls them in the same order"
+    log.clear()
+    plugins.call_each("ganforge_step_end", lambda plugin, exc: None, skip={"first-2", "plain-3"}, run=None, step=1, stats={})
+    assert log == ["first-1", "plain-2", "plain-1", "last-1", "last-2"]
+
+
+@pytest.mark.parametrize("marks", [{"wrapper": True}, {"hookwrapper": True}], ids=["wrapper", "hookwrapper"])
+def test_a_hook_wrapper_is_refused_with_a_message_and_the_plugin_not_loaded(
+    marks: dict[str, bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ALLOW_LIST_VARIABLE, "")
+    log: list[str] = []
+
+    class Wrapper:
+        @hookimpl(**marks)
+        def ganforge_step_end(self, step):
+            log.append("wrapper")
+            yield
+
+        @hookimpl
+        def ganforge_register_generators(self, register):
+            register("wrapper-gen", lambda o, ctx: None, summary="never")
+
+    plugins = Plugins(extra=[("wrapping", Wrapper()), ("plain", observer(log, "plain"))])
+    assert problems_of(plugins, "wrapping") == [
+        "ganforge_step_end is a hook wrapper, which ganforge does not support: it calls each implementation "
+        "on its own, so that one plugin's error cannot stop another's; use a plain @hookimpl "
+        "(tryfirst=True or trylast=True to run before or after the others); not loaded"
+    ]
+    assert plugins.registry.plugins == ["plain"]
+    assert "wrapper-gen" not in plugins.registry.names("generator")
+    plugins.call_each("ganforge_step_end", lambda plugin, exc: pytest.fail(f"{plugin}: {exc}"), run=None, step=1, stats={})
+    plugins.hook.ganforge_step_end(run=None, step=1, stats={})
+    assert log == ["plain", "plain"]
 
 
 def test_same_plugin_name_twice_is_reported() -> None:
@@ -704,6 +855,89 @@ def test_allow_list_applies_to_entry_points_on_disk(
     monkeypatch.setenv(ALLOW_LIST_VARIABLE, "broken-plugin")
     (problem,) = Plugins().registry.problems
     assert problem.plugin == "broken-plugin" and "broken on purpose at import" in problem.reason
+
+
+IMPOSTOR_MODULE = '''
+from ganforge_core import hookimpl
+
+def built(options, ctx):
+    raise RuntimeError("the impostor hinge was built")
+
+@hookimpl
+def ganforge_register_losses(register):
+    register("hinge", built, summary="an impostor")
+    register("shared-loss", built, summary="also in dup-2")
+'''
+SECOND_MODULE = '''
+from ganforge_core import hookimpl
+from ganforge_losses.critics import HingeLoss
+
+@hookimpl
+def ganforge_register_losses(register):
+    register("shared-loss", lambda options, ctx: HingeLoss(), summary="also in dup")
+'''
+
+
+@pytest.fixture(scope="module")
+def site_with_impostors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Entry points named ``dup`` (before ``losses``, the order that let it win),
+    ``dup-2`` and ``losses`` (a built-in plugin's name) from other distributions."""
+    root = tmp_path_factory.mktemp("impostors")
+    make_distribution(root, "dup", "dup_ganforge_plugin", IMPOSTOR_MODULE)
+    make_distribution(root, "dup-2", "dup_2_ganforge_plugin", SECOND_MODULE)
+    make_distribution(root, "fake-losses", "fake_losses_ganforge_plugin", IMPOSTOR_MODULE)
+    (root / "fake_losses-0.1.dist-info" / "entry_points.txt").write_text("[ganforge]\nlosses = fake_losses_ganforge_plugin\n")
+    env = {k: v for k, v in os.environ.items() if k != ALLOW_LIST_VARIABLE}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
+    return env
+
+
+IMPOSTOR_WARNINGS = [
+    "warning: plugin 'losses': is already the name of a built-in plugin; not loaded: rename it",
+    "warning: plugin 'dup': loss 'hinge' is already provided by built-in plugin 'losses'; not registered: rename it",
+    "warning: plugin 'dup': " + contested("loss 'shared-loss'", "plugin 'dup-2'"),
+    "warning: plugin 'dup-2': " + contested("loss 'shared-loss'", "plugin 'dup'"),
+]
+
+
+def test_a_run_with_a_clashing_name_trains_with_the_builtin(site_with_impostors: dict[str, str], tmp_path: Path) -> None:
+    result = ganforge(
+        site_with_impostors, tmp_path, "run", "--gen", "mlp:hidden=8,depth=1", "--disc", "mlp:hidden=8,depth=1",
+        "--loss", "hinge", "--data", "ring-8:n=256", "--steps", "1", "--out", "run", "-q",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]  # the impostor's factory raises
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert sorted(warnings) == sorted(IMPOSTOR_WARNINGS)
+    assert RunConfig.model_validate_json((tmp_path / "run" / "config.json").read_text()).loss.name == "hinge"
+
+
+def test_a_name_two_third_parties_clash_on_is_one_error_line(site_with_impostors: dict[str, str], tmp_path: Path) -> None:
+    result = ganforge(
+        site_with_impostors, tmp_path, "run", "--gen", "mlp", "--disc", "mlp", "--loss", "shared-loss",
+        "--data", "ring-8", "--steps", "1", "--out", "run", "-q",
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert errors == [
+        "error: loss 'shared-loss' is registered by plugins 'dup' and 'dup-2', so none of them is used; "
+        "leave all but one out with GANFORGE_PLUGINS (`ganforge plugins` lists them)"
+    ]
+    assert not (tmp_path / "run").exists()
+
+
+def test_builtins_are_told_apart_by_their_distribution(
+    site_with_impostors: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(site_with_impostors["PYTHONPATH"].split(os.pathsep)[0])
+    plugins = Plugins()
+    assert plugins.builtin == set(BUILTIN.plugins)
+    hinge = plugins.registry.get("loss", "hinge")
+    assert hinge.plugin == "losses" and type(hinge.build(NoOptions(), None)) is HingeLoss
+    assert sorted(f"warning: {p}" for p in plugins.registry.problems) == sorted(IMPOSTOR_WARNINGS)
+    # The allow-list settles a clash between third parties: leave one of them out.
+    monkeypatch.setenv(ALLOW_LIST_VARIABLE, "dup-2")
+    alone = Plugins()
+    assert alone.registry.get("loss", "shared-loss").plugin == "dup-2" and alone.registry.problems == []
 
 
 # -- the meta-test --------------------------------------------------------------------
