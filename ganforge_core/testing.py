@@ -83,6 +83,7 @@ __all__ = [
     "check_metric",
     "check_options",
     "check_regularizer",
+    "check_renderer",
     "check_schedule",
     "default_traits",
     "small_options",
@@ -481,6 +482,19 @@ def check_dataset(dataset: Dataset, traits: Iterable[str]) -> None:
         )
 
 
+def check_renderer(component: Component, dataset: Dataset, n: int = 64) -> None:
+    """The dataset's own renderer (``register(..., render=...)``) draws ``n`` of its samples into a file."""
+    from ganforge_core.reporting import render_samples
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "samples.png"
+        try:
+            render_samples(dataset.samples[:n], path, info=dataset.info, dataset=component)
+        except GanforgeError as exc:
+            raise _fail(str(exc)) from None
+        _check(path.stat().st_size > 0, f"{component.label}: its renderer wrote an empty {path.name}")
+
+
 def check_metric(metric: Metric, generate: Callable[[int], Tensor], dataset: Dataset) -> dict[str, float]:
     """``compute`` returns a non-empty dict of names to finite floats; returns it."""
     _check(isinstance(metric, Metric), f"a metric subclasses ganforge_core.Metric, got {type(metric).__name__}")
@@ -575,7 +589,10 @@ def check_component(
             check_schedule(component.build(chosen, build_context((2,))), total_steps=10)
     elif kind == "dataset":
         with _about(label):
-            check_dataset(component.build(chosen, build_context()), traits)
+            dataset = component.build(chosen, build_context())
+            check_dataset(dataset, traits)
+            if component.render is not None:
+                check_renderer(component, dataset)
     else:
         for dataset_name, dataset in _dataset_choices(component, registry, datasets):
             with _about(f"{label} on dataset '{dataset_name}'"):

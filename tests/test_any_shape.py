@@ -147,12 +147,20 @@ def png_size(path: Path) -> tuple[int, int]:
         return picture.size
 
 
+def broken(samples: Tensor, path: Path, *, info: Mapping[str, Any], columns: int | None = None) -> None:
+    raise IndexError("too many indices\nsecond line")
+
+
 def test_the_bits_plugin_and_the_mlp_networks_meet_the_contract() -> None:
-    plugins = Plugins(extra=[("bits", Bits())])
+    renderer = BitRenderer()
+    plugins = Plugins(extra=[("bits", Bits(renderer))])
     testing.check_component("dataset", "bits", plugins=plugins)
+    assert [call["shape"] for call in renderer.calls] == [(64, BITS)], "the check draws the dataset's samples"
     for kind in ("generator", "discriminator"):
         testing.check_component(kind, "mlp", datasets=["bits"], plugins=plugins)
     testing.check_component("metric", "bit-error", plugins=plugins)
+    with pytest.raises(AssertionError, match=r"^dataset 'bits': dataset 'bits' \(plugin 'bits'\): its renderer fail"):
+        testing.check_component("dataset", "bits", plugins=Plugins(extra=[("bits", Bits(broken))]))
 
 
 def test_a_run_on_bit_vectors_draws_them_with_the_default_picture(default: Trained) -> None:
@@ -214,6 +222,7 @@ def test_eval_and_export_of_a_vector_generator(default: Trained, tmp_path: Path)
     config = json.loads((tmp_path / "export" / CONFIG).read_text())
     assert config["data_shape"] == [BITS] and config["output"]["shape"] == ["batch", BITS]
     assert config["output"]["value_range"] is None and exported.skipped == {}
+    assert config["output"]["meaning"] == "samples [batch, 7] in the dataset's own coordinates (unbounded)"
     z = torch.randn(6, config["z_dim"])
     expected = run.generate(6, z)
     generator = load_generator(tmp_path / "export", plugins=default.plugins)
@@ -243,9 +252,6 @@ def test_the_commands_work_on_vector_data(
 
 
 def test_a_failing_renderer_is_one_line_naming_its_plugin(default: Trained, tmp_path: Path) -> None:
-    def broken(samples: Tensor, path: Path, *, info: Mapping[str, Any], columns: int | None = None) -> None:
-        raise IndexError("too many indices\nsecond line")
-
     plugins = Plugins(extra=[("bits", Bits(broken))])
     run = load_run(default.result.run_dir, plugins, device="cpu")
     with pytest.raises(GanforgeError) as failed:
