@@ -68,11 +68,22 @@ def grid(samples: Tensor, path: Path, columns: int | None = None) -> None:
 
 
 def _square_frame(reference: Tensor) -> tuple[tuple[float, float], tuple[float, float]]:
-    """x and y limits of one square frame around ``reference`` ([M, 2]) with a 15% margin each side."""
+    """x and y limits of one square frame around ``reference`` ([M, 2]) with a 15% margin each side.
+
+    Non-finite points (a diverged generator's) are left out; with none left, the frame is [-1, 1]².
+    """
+    reference = reference[torch.isfinite(reference).all(1)]
+    if not len(reference):
+        reference = torch.tensor([[-1.0, -1.0], [1.0, 1.0]]) / 1.3
     low, high = reference.min(0).values, reference.max(0).values
     half = float((high - low).max().clamp(min=1e-6)) * 1.3 / 2
     centre = (high + low) / 2
     return (float(centre[0]) - half, float(centre[0]) + half), (float(centre[1]) - half, float(centre[1]) + half)
+
+
+def _modes(means: Any) -> Tensor | None:
+    """``info["means"]`` as a CPU tensor [M, 2] (a plugin may keep it anywhere, or as a list)."""
+    return None if means is None else torch.as_tensor(means).detach().float().cpu().reshape(-1, 2)
 
 
 def _points_axes(figure: Any, reference: Tensor, means: Tensor | None) -> Any:
@@ -96,6 +107,7 @@ def scatter(
     the modes (else the real points, else the samples), so successive pictures
     of a run are comparable; the title counts the samples that fall outside it.
     """
+    means = _modes(means)
     reference = means if means is not None else real if real is not None else points
     figure = _figure(side, side)
     axes = _points_axes(figure, reference, means)
@@ -119,6 +131,7 @@ def paths(walks: Tensor, path: Path, *, means: Tensor | None = None, side: int =
     is a black square and its last a square in the row's colour. Red crosses mark
     the modes; the frame is the one :func:`scatter` uses.
     """
+    means = _modes(means)
     figure = _figure(side, side)
     axes = _points_axes(figure, means if means is not None else walks.reshape(-1, 2), means)
     for index, walk in enumerate(walks):
@@ -224,7 +237,7 @@ def _values_table(axes: Any, rows: Tensor, low: float, high: float, *, written: 
         middle = (low + high) / 2
         for row, values in enumerate(rows.tolist()):
             for dim, value in enumerate(values):
-                colour = "black" if value > middle else "white"  # viridis is light at the top
+                colour = "white" if value < middle else "black"  # viridis is dark at the bottom; nan: black
                 axes.text(dim, row, f"{value:.2g}", ha="center", va="center", fontsize="x-small", color=colour)
     axes.figure.colorbar(image, ax=axes, fraction=0.03, pad=0.01)
 

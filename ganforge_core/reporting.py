@@ -199,8 +199,7 @@ def render_interpolation(
     from ganforge_core import pictures
 
     walks = walks.detach().float().cpu()
-    rows, steps = walks.shape[:2]
-    shape = tuple(walks.shape[2:])
+    steps, shape = walks.shape[1], tuple(walks.shape[2:])
     if dataset is not None and dataset.render is not None:
         _call_renderer(dataset, walks.flatten(0, 1), path, info, steps)
     elif pictures.is_image(shape):
