@@ -287,7 +287,8 @@ class Renderer(Protocol):
 
     ``samples`` are on the CPU, shape ``[N, *data_shape]``, in the dataset's own
     scale; ``info`` is the dataset's ``info``; ``columns`` asks for that many per
-    row where the picture is a grid (conditional runs show one class a column).
+    row where the picture is a grid (conditional runs show one class a column;
+    ``sample --interpolate K`` passes its paths one after another with ``columns=K``).
     """
 
     def __call__(

@@ -218,7 +218,7 @@ def describe(run: Run, used_ema: bool) -> dict[str, Any]:
             "meaning": (
                 "images [batch, channels, height, width] in [-1, 1]; (x + 1) / 2 gives [0, 1]"
                 if image
-                else "points in the dataset's own coordinates (unbounded)"
+                else f"samples [batch, {', '.join(map(str, shape))}] in the dataset's own coordinates (unbounded)"
             ),
         },
         "call": "generator(z, labels)" if num_classes else "generator(z)",

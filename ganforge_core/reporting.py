@@ -1,17 +1,22 @@
-"""What a run shows and records: progress, metrics.jsonl and sample pictures."""
+"""What a run shows and records: progress, metrics.jsonl, sample pictures (drawn by
+:mod:`ganforge_core.pictures` or the dataset's renderer) and loss curves."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import torch
 from torch import Tensor
+
+from ganforge_core.errors import GanforgeError
+
+if TYPE_CHECKING:
+    from ganforge_core.registry import Component
 
 
 class MetricsLog:
@@ -147,99 +152,82 @@ def _live_progress(status: Any, console: Any) -> Any:
     )
 
 
-def save_samples(samples: Tensor, path: Path, data_info: dict[str, Any], columns: int | None = None) -> None:
-    """A PNG grid for images; a scatter of the points over the true modes for 2D data."""
-    from torchvision.utils import save_image
+def render_samples(
+    samples: Tensor,
+    path: Path,
+    *,
+    info: Mapping[str, Any],
+    dataset: Component | None = None,
+    columns: int | None = None,
+    real: Tensor | None = None,
+) -> None:
+    """Draw ``samples`` ([N, *data shape]) into the picture ``path``.
+
+    With the renderer the ``dataset`` component registered (``render=``), that;
+    otherwise a default by shape (:mod:`ganforge_core.pictures`): a grid for
+    images, a scatter with axes for 2D points (over the true modes when ``info``
+    has ``means``), and per-dimension histograms with the first samples written
+    out for anything else. ``real`` samples, when the caller has them, are drawn
+    beside the generated ones by the scatter and the histograms. ``columns``: that
+    many per row where the picture is a grid.
+    """
+    from ganforge_core import pictures
 
     samples = samples.detach().float().cpu()
-    if samples.dim() == 4:
-        per_row = columns or max(1, int(math.sqrt(samples.shape[0])))
-        save_image(samples, path, nrow=per_row, normalize=True, value_range=(-1, 1), padding=2, pad_value=1.0)
-    elif samples.dim() == 2 and samples.shape[1] == 2:
-        save_image(scatter_image(samples, data_info.get("means")), path)
+    if dataset is not None and dataset.render is not None:
+        _call_renderer(dataset, samples, path, info, columns)
+        return
+    shape = tuple(samples.shape[1:])
+    real = None if real is None else real.detach().float().cpu()
+    if pictures.is_image(shape):
+        pictures.grid(samples, path, columns)
+    elif pictures.is_points(shape):
+        pictures.scatter(samples, path, means=info.get("means"), real=real)
     else:
-        raise ValueError(f"cannot draw samples of shape {list(samples.shape)}")
+        pictures.summary(samples, path, real=real)
 
 
-def scatter_image(points: Tensor, means: Tensor | None, side: int = 512) -> Tensor:
-    """Rasterise 2D points (blue) and the true means (red crosses) into a [3, side, side] image."""
-    reference = means if means is not None else points
-    low, high = reference.min(0).values, reference.max(0).values
-    span = (high - low).max().clamp(min=1e-6)
-    centre = (high + low) / 2
-    scale = (side - 1) / (span * 1.3)
+def render_interpolation(
+    walks: Tensor, path: Path, *, info: Mapping[str, Any], dataset: Component | None = None
+) -> None:
+    """Draw interpolations ``walks`` ([rows, K, *data shape]) into the picture ``path``.
 
-    def pixels(p: Tensor) -> tuple[Tensor, Tensor]:
-        xy = ((p - centre) * scale + (side - 1) / 2).round().long()
-        inside = (xy >= 0).all(1) & (xy < side).all(1)
-        xy = xy[inside]
-        return side - 1 - xy[:, 1], xy[:, 0]
-
-    image = torch.ones(3, side, side)
-    rows, cols = pixels(points)
-    for dr in (0, 1):
-        for dc in (0, 1):
-            r, c = (rows + dr).clamp(max=side - 1), (cols + dc).clamp(max=side - 1)
-            image[:, r, c] = torch.tensor([0.15, 0.35, 0.85])[:, None]
-    if means is not None:
-        rows, cols = pixels(means)
-        for d in range(-5, 6):
-            for r, c in ((rows + d, cols), (rows, cols + d)):
-                image[:, r.clamp(0, side - 1), c.clamp(0, side - 1)] = torch.tensor([0.9, 0.1, 0.1])[:, None]
-    return image
-
-
-# One colour per interpolation path (matplotlib's tab10, less red: red marks the modes).
-PATH_COLOURS = (
-    (0.12, 0.47, 0.71),
-    (1.0, 0.5, 0.05),
-    (0.17, 0.63, 0.17),
-    (0.58, 0.4, 0.74),
-    (0.55, 0.34, 0.29),
-    (0.89, 0.47, 0.76),
-    (0.5, 0.5, 0.5),
-    (0.74, 0.74, 0.13),
-)
-
-
-def path_image(paths: Tensor, means: Tensor | None, side: int = 512) -> Tensor:
-    """Latent interpolations of a 2D generator ([rows, K, 2]) drawn over the true modes.
-
-    Each row is a polyline in its own colour through its K points; its first point
-    is a black square and its last a square in the row's colour. Red crosses mark
-    the modes, framed as in :func:`scatter_image`.
+    A dataset's own renderer gets the rows one after another, ``columns=K``. By
+    default: images as one row per path, 2D points as paths over the modes, any
+    other shape as a heat-map of each path's values along its steps.
     """
-    paths = paths.detach().float().cpu()
-    reference = means if means is not None else paths.reshape(-1, 2)
-    image = scatter_image(paths.reshape(-1, 2)[:0], means, side) if means is not None else torch.ones(3, side, side)
-    low, high = reference.min(0).values, reference.max(0).values
-    span = (high - low).max().clamp(min=1e-6)
-    centre, scale = (high + low) / 2, (side - 1) / (span * 1.3)
+    from ganforge_core import pictures
 
-    def paint(points: Tensor, colour: tuple[float, ...], radius: int = 0) -> None:
-        xy = ((points - centre) * scale + (side - 1) / 2).round().long()
-        for dr in range(-radius, radius + 1):
-            for dc in range(-radius, radius + 1):
-                rows, cols = side - 1 - xy[:, 1] + dr, xy[:, 0] + dc
-                inside = (rows >= 0) & (rows < side) & (cols >= 0) & (cols < side)
-                image[:, rows[inside], cols[inside]] = torch.tensor(colour)[:, None]
-
-    for index, path in enumerate(paths):
-        colour = PATH_COLOURS[index % len(PATH_COLOURS)]
-        fine = torch.linspace(0, 1, side)[:, None]
-        segments = [a + fine * (b - a) for a, b in itertools.pairwise(path)]
-        paint(torch.cat(segments) if segments else path, colour)
-        paint(path, colour, radius=1)
-        paint(path[:1], (0.0, 0.0, 0.0), radius=3)
-        paint(path[-1:], colour, radius=3)
-    return image
+    walks = walks.detach().float().cpu()
+    steps, shape = walks.shape[1], tuple(walks.shape[2:])
+    if dataset is not None and dataset.render is not None:
+        _call_renderer(dataset, walks.flatten(0, 1), path, info, steps)
+    elif pictures.is_image(shape):
+        pictures.grid(walks.flatten(0, 1), path, columns=steps)
+    elif pictures.is_points(shape):
+        pictures.paths(walks, path, means=info.get("means"))
+    else:
+        pictures.walk_heatmap(walks, path)
 
 
-def save_paths(walks: Tensor, path: Path, data_info: dict[str, Any]) -> None:
-    """A PNG of :func:`path_image` for 2D interpolations ``walks`` ([rows, K, 2])."""
-    from torchvision.utils import save_image
-
-    save_image(path_image(walks, data_info.get("means")), path)
+def _call_renderer(
+    dataset: Component, samples: Tensor, path: Path, info: Mapping[str, Any], columns: int | None
+) -> None:
+    """The dataset's own renderer; its failure is one line naming the plugin, not a traceback."""
+    assert dataset.render is not None
+    where = f"{dataset.label} (plugin '{dataset.plugin}')"
+    try:
+        dataset.render(samples, path, info=info, columns=columns)
+    except GanforgeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plugin's renderer may fail in any way
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        raise GanforgeError(
+            f"{where}: its renderer failed on samples of shape {list(samples.shape)} ({reason})"
+        ) from None
+    if not path.is_file():
+        raise GanforgeError(f"{where}: its renderer wrote nothing to {path}")
 
 
 def write_config_files(run_dir: Path, config: Any) -> None:
@@ -257,15 +245,13 @@ LOSS_CURVES = ("loss/d", "loss/g")
 def plot_losses(metrics: Path, out: Path) -> Path | None:
     """Draw D and G loss over steps from ``metrics.jsonl`` into a PNG.
 
-    Returns ``out``, or ``None`` when matplotlib is not installed or there is
-    nothing to draw. Uses matplotlib's Agg canvas directly: no pyplot, no GUI,
-    and no change to the backend of a program that imported ganforge.
+    Returns ``out``, or ``None`` when there is nothing to draw. Uses matplotlib's
+    Agg canvas directly: no pyplot, no GUI, and no change to the backend of a
+    program that imported ganforge.
     """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     curves: dict[str, tuple[list[int], list[float]]] = {key: ([], []) for key in LOSS_CURVES}
     for line in metrics.read_text(encoding="utf-8").splitlines():
         try:

@@ -29,11 +29,12 @@ from ganforge_core.errors import CheckpointError, ConfigError
 from ganforge_core.fastpath import choose_fast_path, pick_device
 from ganforge_core.interpolation import fractions, slerp
 from ganforge_core.plugins import Plugins
-from ganforge_core.reporting import save_paths, save_samples
+from ganforge_core.pictures import is_image
+from ganforge_core.reporting import render_interpolation, render_samples
 from ganforge_core.version import __version__
 
 SAMPLE_GRID = 64  # images in a sample grid
-SAMPLE_CLOUD = 2500  # points in a 2D scatter (PacGAN evaluates this many)
+SAMPLE_CLOUD = 2500  # samples in a 2D scatter (PacGAN evaluates this many) or histograms of other data
 
 
 def seed_everything(seed: int) -> None:
@@ -138,7 +139,7 @@ class Run:
             **ddp,
         )
         fixed = torch.Generator().manual_seed(config.seed + 1)
-        if self.dataset.samples.dim() == 2:
+        if not is_image(self.dataset.shape):
             shown = SAMPLE_CLOUD
         else:
             shown = 8 * self.dataset.num_classes if config.conditional else SAMPLE_GRID
@@ -296,8 +297,20 @@ class Run:
         # successive grids show the same latents as training goes on.
         samples = self.generate(len(self.fixed_latents), self.fixed_latents, self.fixed_labels)
         columns = self.dataset.num_classes if self.fixed_labels is not None else None
-        save_samples(samples, path, self.dataset.info, columns=columns)
+        render_samples(
+            samples,
+            path,
+            info=self.dataset.info,
+            dataset=self.plan.dataset.component,
+            columns=columns,
+            real=self._real_samples(len(samples)),
+        )
         return path
+
+    def _real_samples(self, n: int) -> Tensor:
+        """``n`` (at most) real samples spread evenly over the dataset, drawn with no RNG."""
+        every = max(1, len(self.dataset) // n)
+        return self.dataset.samples[::every][:n].cpu()
 
     def evaluate(self, metric_names: list[str] | None = None) -> dict[str, float]:
         """The plan's metrics (or the named ones), on their own RNG stream."""
@@ -375,24 +388,19 @@ class Run:
         return samples.unflatten(0, (rows, steps))
 
     def write_samples(self, samples: Tensor, path: Path) -> None:
-        """Raw samples as .pt or .npy; otherwise a picture: a grid, a 2D scatter, or (for
-        :meth:`interpolate`'s [rows, steps, ...] samples) one row per path or 2D paths."""
-        interpolated = samples.dim() == len(self.dataset.shape) + 2
-        if path.suffix not in {".pt", ".npy"} and self.dataset.shape != (2,) and len(self.dataset.shape) != 3:
-            raise ConfigError(
-                f"a picture shows images or 2D points, not samples of shape {list(self.dataset.shape)}; "
-                f"write them to a .pt or .npy file"
-            )
+        """Raw samples as .pt or .npy; otherwise a picture (see
+        :func:`~ganforge_core.reporting.render_samples`), or for :meth:`interpolate`'s
+        [rows, steps, ...] samples :func:`~ganforge_core.reporting.render_interpolation`'s."""
+        dataset = self.plan.dataset.component
         if path.suffix == ".pt":
             torch.save(samples, path)
         elif path.suffix == ".npy":
             np.save(path, samples.numpy())
-        elif interpolated and samples.dim() == 3:
-            save_paths(samples, path, self.dataset.info)
-        elif interpolated:
-            save_samples(samples.flatten(0, 1), path, self.dataset.info, columns=samples.shape[1])
+        elif samples.dim() == len(self.dataset.shape) + 2:
+            render_interpolation(samples, path, info=self.dataset.info, dataset=dataset)
         else:
-            save_samples(samples, path, self.dataset.info)
+            real = self._real_samples(len(samples))
+            render_samples(samples, path, info=self.dataset.info, dataset=dataset, real=real)
 
 
 def _load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:

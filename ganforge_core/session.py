@@ -336,7 +336,7 @@ def _learning_rates(run: Run) -> dict[str, float]:
 
 
 def _plot_losses(run: Run, warn: Callable[[str], None]) -> None:
-    """losses.png from metrics.jsonl; skipped without matplotlib, and never fatal."""
+    """losses.png from metrics.jsonl; never fatal."""
     try:
         plot_losses(run.run_dir / "metrics.jsonl", run.run_dir / "losses.png")
     except Exception as exc:  # noqa: BLE001 - a picture must not cost a finished run

@@ -86,6 +86,7 @@ __all__ = [
     "check_metric",
     "check_options",
     "check_regularizer",
+    "check_renderer",
     "check_schedule",
     "default_traits",
     "small_options",
@@ -484,6 +485,19 @@ def check_dataset(dataset: Dataset, traits: Iterable[str]) -> None:
         )
 
 
+def check_renderer(component: Component, dataset: Dataset, n: int = 64) -> None:
+    """The dataset's own renderer (``register(..., render=...)``) draws ``n`` of its samples into a file."""
+    from ganforge_core.reporting import render_samples
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "samples.png"
+        try:
+            render_samples(dataset.samples[:n], path, info=dataset.info, dataset=component)
+        except GanforgeError as exc:
+            raise _fail(str(exc)) from None
+        _check(path.stat().st_size > 0, f"{component.label}: its renderer wrote an empty {path.name}")
+
+
 def check_metric(metric: Metric, generate: Callable[[int], Tensor], dataset: Dataset) -> dict[str, float]:
     """``compute`` returns a non-empty dict of names to finite floats; returns it."""
     _check(isinstance(metric, Metric), f"a metric subclasses ganforge_core.Metric, got {type(metric).__name__}")
@@ -582,7 +596,10 @@ def _check_schedule_component(component: Component, chosen: Options, registry: R
 
 def _check_dataset_component(component: Component, chosen: Options, registry: Registry, datasets: Any) -> None:
     with _about(component.label):
-        check_dataset(component.build(chosen, build_context()), component.traits(chosen))
+        dataset = component.build(chosen, build_context())
+        check_dataset(dataset, component.traits(chosen))
+        if component.render is not None:
+            check_renderer(component, dataset)
 
 
 def _check_logger_component(component: Component, chosen: Options, registry: Registry, datasets: Any) -> None:

@@ -181,21 +181,11 @@ def test_run_and_config_show_share_one_flag_declaration() -> None:
 
 
 def test_a_finished_run_draws_its_loss_curves(in_tmp: Path) -> None:
-    pytest.importorskip("matplotlib")
     ok("run", *TINY, *SHORT, "--out", "r", "-q")
     assert (in_tmp / "r" / "losses.png").read_bytes().startswith(PNG)
 
 
-def test_loss_curves_are_skipped_without_matplotlib(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
-        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
-    result = ok("run", *TINY, *SHORT, "--out", "r", "-q")
-    assert not (in_tmp / "r" / "losses.png").exists()
-    assert "losses.png" not in result.output and (in_tmp / "r" / "samples.png").exists()
-
-
 def test_plot_losses_reads_only_loss_records(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text(
         "\n".join(

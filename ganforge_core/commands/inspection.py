@@ -34,9 +34,13 @@ def sample(
         int | None,
         typer.Option("--n", min=1, help="Number of samples, or of rows with --interpolate. [default: 64; 8 rows]"),
     ] = None,
-    out: Annotated[Path, typer.Option(help="A .png grid (or 2D scatter), or raw samples as .pt or .npy.")] = Path(
-        "samples.png"
-    ),
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="A .png picture (the dataset's own, else an image grid, a 2D scatter, or histograms for "
+            "other data), or raw samples as .pt or .npy."
+        ),
+    ] = Path("samples.png"),
     seed: Annotated[int, typer.Option(help="Seed of the latents.")] = 0,
     label: Annotated[int | None, typer.Option(help="Class of every sample (conditional runs).")] = None,
     interpolate: Annotated[
@@ -46,7 +50,7 @@ def sample(
             metavar="K",
             help="Rows of K samples along a spherical path between two latents (the first and last "
             "columns are samples 1..N and N+1..2N of --n 2N). .pt/.npy hold [N, K, *data shape]; "
-            "for 2D data the .png draws the paths over the modes.",
+            "for 2D data the .png draws the paths over the modes, for other non-images a heat-map.",
         ),
     ] = None,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the run keeps one.")] = True,
