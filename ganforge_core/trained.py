@@ -247,6 +247,7 @@ class Trained:
             chosen = tuple(self._named_metric(text) for text in metric_names)
         results: dict[str, float] = {}
         shared = SharedSamples(self.generate)
+        dataset = self.load_dataset()  # first: building it seeds the RNGs as a run does
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.plan.config.seed + 2)
             for metric in chosen:
@@ -256,7 +257,7 @@ class Trained:
                         f"{metric.component.label} needs a {'/'.join(sorted(missing))} dataset; "
                         f"this run trained on '{self.plan.dataset.component.name}'"
                     )
-                values = metric.component.build(metric.options, self.ctx).compute(shared, self.load_dataset())
+                values = metric.component.build(metric.options, self.ctx).compute(shared, dataset)
                 results.update({f"{metric.component.name}/{k}": float(v) for k, v in values.items()})
         return results
 

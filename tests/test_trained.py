@@ -169,6 +169,28 @@ def test_eval_loads_the_dataset_once_and_scores_as_the_training_run(
     }
 
 
+class SampleMean:
+    """A metric as sensitive to the latents drawn as can be: the mean of the samples."""
+
+    @hookimpl
+    def ganforge_register_metrics(self, register):
+        class Mean:
+            def compute(self, generate: Any, dataset: Dataset) -> dict[str, float]:
+                return {"mean": float(generate(500).double().mean()), "data": len(dataset)}
+
+        register("sample-mean", lambda options, ctx: Mean(), summary="for tests")
+
+
+def test_evaluate_draws_the_latents_the_training_run_draws(tmp_path: Path) -> None:
+    plugins = Plugins(extra=[("sample-mean", SampleMean())])
+    run = trained_run(RunConfig(**RUNS["ema"], out=tmp_path / "run"), plugins)
+    trained = load_trained(tmp_path / "run", plugins, device="cpu")
+    assert trained.dataset is None, "no dataset until the evaluation needs it"
+    scores = trained.evaluate(["sample-mean"])
+    assert scores == run.evaluate(["sample-mean"]) and scores["sample-mean/data"] == 256
+    assert trained.evaluate(["sample-mean"]) == scores, "an evaluation has its own RNG stream"
+
+
 def test_a_checkpoint_without_data_builds_the_dataset_to_sample(
     runs: dict[str, Run], built: Built, tmp_path: Path
 ) -> None:
