@@ -1,7 +1,7 @@
 """ganforge: interchangeable GAN components behind one hook contract.
 
 Everything a plugin author or an API user needs is importable from here.
-Importing this package does not import torch; :func:`train` does.
+Importing this package does not import torch; :func:`train` and :func:`load_trained` do.
 """
 
 from __future__ import annotations
@@ -40,16 +40,18 @@ from ganforge_core.version import __version__
 
 if TYPE_CHECKING:
     from ganforge_core.session import RunResult
+    from ganforge_core.trained import Trained, load_trained
 
-_NEEDS_TORCH = {"RunResult"}
+# name -> the module beside torch that defines it
+_NEEDS_TORCH = {"RunResult": "session", "Trained": "trained", "load_trained": "trained"}
 
 
 def __getattr__(name: str) -> Any:
     # The run-time types live beside torch; importing them is deferred to first use.
     if name in _NEEDS_TORCH:
-        from ganforge_core import session
+        import importlib
 
-        return getattr(session, name)
+        return getattr(importlib.import_module(f"ganforge_core.{_NEEDS_TORCH[name]}"), name)
     raise AttributeError(f"module 'ganforge_core' has no attribute '{name}'")
 
 
@@ -118,12 +120,14 @@ __all__ = [
     "Schedule",
     "ScheduleOptions",
     "Targets",
+    "Trained",
     "TrainingDiverged",
     "__version__",
     "get_registry",
     "graph_safe_unless_annealed",
     "hookimpl",
     "hookspec",
+    "load_trained",
     "resolve",
     "train",
 ]

@@ -40,7 +40,7 @@ from ganforge_core.version import __version__
 
 if TYPE_CHECKING:
     from ganforge_core.plugins import Plugins
-    from ganforge_core.run import Run
+    from ganforge_core.trained import Trained
 
 FORMAT = "ganforge-generator"
 FORMAT_VERSION = 1
@@ -63,18 +63,19 @@ class Exported:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def standalone_generator(run: Run, ema: bool = True) -> tuple[nn.Module, bool]:
-    """A CPU, float32, eval-mode copy of the run's sampling generator with parametrizations
-    (spectral norm) folded into plain weights, and whether it is the EMA copy."""
+def standalone_generator(trained: Trained, ema: bool = True) -> tuple[nn.Module, bool]:
+    """A CPU, float32, eval-mode copy of the sampling generator (of a :class:`Trained`, or a
+    :class:`~ganforge_core.run.Run`) with parametrizations (spectral norm) folded into plain
+    weights, and whether it is the EMA copy."""
     from torch.nn.utils import parametrize
 
-    sampler = run.sampler(ema)
+    sampler = trained.sampler(ema)
     module = copy.deepcopy(sampler).cpu().float().eval().requires_grad_(False)
     for sub in list(module.modules()):
         if parametrize.is_parametrized(sub):
             for name in list(sub.parametrizations):  # type: ignore[union-attr]
                 parametrize.remove_parametrizations(sub, name, leave_parametrized=True)
-    return module.requires_grad_(False), sampler is not run.generator
+    return module.requires_grad_(False), sampler is not trained.generator
 
 
 def example_inputs(z_dim: int, num_classes: int, batch: int, seed: int = 0) -> tuple[Tensor, ...]:
@@ -86,8 +87,8 @@ def example_inputs(z_dim: int, num_classes: int, batch: int, seed: int = 0) -> t
     return z, torch.randint(num_classes, (batch,), generator=source)
 
 
-def export_generator(run: Run, out: Path, ema: bool = True) -> Exported:
-    """Write the run's generator into ``out`` (see the module docstring)."""
+def export_generator(trained: Trained, out: Path, ema: bool = True) -> Exported:
+    """Write the trained generator into ``out`` (see the module docstring)."""
     from safetensors.torch import save_file
 
     if out.exists() and not out.is_dir():
@@ -95,8 +96,8 @@ def export_generator(run: Run, out: Path, ema: bool = True) -> Exported:
     out.mkdir(parents=True, exist_ok=True)
     for stale in (WEIGHTS, CONFIG, PROGRAM, SCRIPT):
         (out / stale).unlink(missing_ok=True)
-    generator, used_ema = standalone_generator(run, ema)
-    config = describe(run, used_ema)
+    generator, used_ema = standalone_generator(trained, ema)
+    config = describe(trained, used_ema)
     num_classes = config["num_classes"]
     exported = Exported(out, config)
 
@@ -104,8 +105,8 @@ def export_generator(run: Run, out: Path, ema: bool = True) -> Exported:
     save_file(state, str(out / WEIGHTS), metadata={"format": FORMAT, "ganforge_version": __version__})
     exported.written.append(out / WEIGHTS)
 
-    trace_inputs = example_inputs(run.engine.z_dim, num_classes, TRACE_BATCH)
-    check_inputs = example_inputs(run.engine.z_dim, num_classes, CHECK_BATCH, seed=1)
+    trace_inputs = example_inputs(trained.z_dim, num_classes, TRACE_BATCH)
+    check_inputs = example_inputs(trained.z_dim, num_classes, CHECK_BATCH, seed=1)
     with torch.no_grad():
         expected = generator(*check_inputs)
     makers: dict[str, Callable[[], Callable[..., Tensor]]] = {
@@ -176,12 +177,12 @@ def _torchscript(generator: nn.Module, inputs: tuple[Tensor, ...], path: Path) -
         return torch.jit.load(str(path))
 
 
-def describe(run: Run, used_ema: bool) -> dict[str, Any]:
+def describe(trained: Trained, used_ema: bool) -> dict[str, Any]:
     """``generator.json`` without its ``files`` and ``skipped`` entries."""
-    plan, config = run.plan, run.plan.config
-    shape = list(run.dataset.shape)
+    plan, config, z_dim = trained.plan, trained.plan.config, trained.z_dim
+    shape = list(trained.data_shape)
     image = len(shape) == 3
-    num_classes = run.dataset.num_classes if config.conditional else 0
+    num_classes = trained.num_classes if config.conditional else 0
     value_range = [-1.0, 1.0] if image else None
     return {
         "format": FORMAT,
@@ -194,17 +195,17 @@ def describe(run: Run, used_ema: bool) -> dict[str, Any]:
             "options": plan.generator.options.model_dump(mode="json"),
         },
         "ema": used_ema,
-        "step": run.step,
+        "step": trained.step,
         "dataset": config.dataset.name,
         "data_shape": shape,
-        "z_dim": run.engine.z_dim,
+        "z_dim": z_dim,
         "conditional": bool(config.conditional),
         "num_classes": num_classes,
         "latent": {
             "distribution": "standard normal",
-            "shape": ["batch", run.engine.z_dim],
+            "shape": ["batch", z_dim],
             "dtype": "float32",
-            "python": f"z = torch.randn(batch, {run.engine.z_dim})",
+            "python": f"z = torch.randn(batch, {z_dim})",
         },
         "labels": (
             {"shape": ["batch"], "dtype": "int64", "range": [0, num_classes], "python": "labels = torch.tensor([...])"}

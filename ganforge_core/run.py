@@ -1,17 +1,18 @@
 """One run's objects: built from a resolved plan, saved to and loaded from checkpoints.
 
 :class:`Run` holds the dataset on the training device, the networks (wrapped by
-regularizers), the optimizers and the :class:`~ganforge_core.engine.Engine`; it
-knows how to sample and evaluate, and how to turn all of that state into a
-checkpoint of tensors and plain data and back.
+regularizers), the optimizers and the :class:`~ganforge_core.engine.Engine`, and
+turns all of that state into a checkpoint of tensors and plain data and back. It
+samples and evaluates as a :class:`~ganforge_core.trained.Trained` does (it is
+one); to sample from a checkpoint, :func:`~ganforge_core.trained.load_trained`
+builds only the generator.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
-from collections.abc import Callable
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,53 +24,29 @@ from ganforge_core import checkpoint as ckpt
 from ganforge_core import distributed
 from ganforge_core.batches import BatchSampler
 from ganforge_core.components import BuildContext, Dataset, Regularizer
-from ganforge_core.config import Chosen, Plan, RunConfig, resolve
+from ganforge_core.config import Plan, resolve
 from ganforge_core.engine import Engine
-from ganforge_core.errors import CheckpointError, ConfigError
 from ganforge_core.fastpath import choose_fast_path, pick_device
-from ganforge_core.interpolation import fractions, slerp
 from ganforge_core.plugins import Plugins
 from ganforge_core.pictures import is_image
-from ganforge_core.reporting import render_interpolation, render_samples
+from ganforge_core.reporting import render_samples
+from ganforge_core.trained import Trained, build_dataset, data_record, misfit, read_checkpoint, seed_everything
 from ganforge_core.version import __version__
 
 SAMPLE_GRID = 64  # images in a sample grid
 SAMPLE_CLOUD = 2500  # samples in a 2D scatter (PacGAN evaluates this many) or histograms of other data
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-class Run:
+class Run(Trained):
     """One training run, built from a resolved plan."""
 
     def __init__(
         self, plan: Plan, plugins: Plugins, run_dir: Path, world: distributed.World = distributed.SOLO
     ) -> None:
-        self.plan, self.plugins, self.run_dir = plan, plugins, run_dir
         self.world = world
         config = plan.config
         self.device = distributed.pick_device(world, config.device) if world.distributed else pick_device(config.device)
-        seed_everything(config.seed)
-        data_ctx = BuildContext(
-            data_shape=(),
-            num_classes=0,
-            total_steps=config.steps,
-            batch_size=config.batch_size,
-            device=self.device,
-            seed=config.seed,
-        )
-        self.dataset: Dataset = plan.dataset.component.build(plan.dataset.options, data_ctx)
-        if config.batch_size > len(self.dataset):
-            raise ConfigError(
-                f"--batch-size {config.batch_size} exceeds the {len(self.dataset)} samples of "
-                f"dataset '{config.dataset.name}'"
-            )
-        if config.conditional and self.dataset.labels is None:
-            raise ConfigError(f"--conditional: dataset '{config.dataset.name}' returned no labels")
+        self.dataset: Dataset = build_dataset(plan, self.device)
         self.ctx = BuildContext(
             data_shape=self.dataset.shape,
             num_classes=self.dataset.num_classes,
@@ -104,7 +81,9 @@ class Run:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = self.fast.cudnn_benchmark
         layout = torch.channels_last if self.fast.channels_last else torch.contiguous_format
-        self.generator = generator.to(self.device, memory_format=layout)
+        # From here on the run samples as a Trained (plan, G, regularizers, data).
+        on_device = generator.to(self.device, memory_format=layout)
+        super().__init__(plan, plugins, run_dir, self.ctx, on_device, self.regularizers, self.dataset)
         self.discriminator = discriminator.to(self.device, memory_format=layout)
         samples = self.dataset.samples.to(self.device).contiguous(memory_format=layout)
         labels = self.dataset.labels.to(self.device) if config.conditional else None
@@ -175,6 +154,7 @@ class Run:
             "ganforge_version": __version__,
             "step": self.step,
             "config": self.plan.config.model_dump_json(),
+            "data": data_record(self.dataset),  # what load_trained needs instead of the dataset
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict(),
             "opt_g": self.engine.opt_g.state_dict(),
@@ -208,9 +188,7 @@ class Run:
             self.engine.batches.load_state_dict(state["batches"])
             self.engine.skipped.update(state.get("skipped", {}))
         except (KeyError, RuntimeError, ValueError) as exc:
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
-            # torch's first line names the module; the second names the first mismatch.
-            raise CheckpointError(f"{source} does not fit this run's networks: {' '.join(lines[:2])}") from None
+            raise misfit(source, exc) from None
         self.step = int(state["step"])
         self._load_random_state(state["rng"])
 
@@ -256,41 +234,6 @@ class Run:
 
     # -- sampling ----------------------------------------------------------------
 
-    def sampler(self, ema: bool = True) -> nn.Module:
-        """The generator to sample and evaluate with: an EMA copy if a regularizer keeps one."""
-        for reg in self.regularizers.values() if ema else ():
-            replacement = reg.sampling_generator()
-            if replacement is not None:
-                return replacement
-        return self.generator
-
-    @torch.no_grad()
-    def generate(
-        self, n: int, latents: Tensor | None = None, labels: Tensor | None = None, ema: bool = True
-    ) -> Tensor:
-        """``n`` samples on the CPU, with G in eval mode (BatchNorm running statistics).
-
-        Conditional runs draw labels uniformly unless ``labels`` are given.
-        """
-        generator = self.sampler(ema)
-        was_training = generator.training
-        generator.eval()
-        try:
-            chunks = []
-            for start in range(0, n, 1024):
-                size = min(1024, n - start)
-                z = latents[start : start + size] if latents is not None else self.engine.latents(size)
-                if self.plan.config.conditional:
-                    y = labels[start : start + size] if labels is not None else torch.randint(
-                        self.dataset.num_classes, (size,), device=self.device
-                    )
-                    chunks.append(generator(z, y).float().cpu())
-                else:
-                    chunks.append(generator(z).float().cpu())
-            return torch.cat(chunks)
-        finally:
-            generator.train(was_training)
-
     def save_samples(self, name: str) -> Path:
         path = self.run_dir / name
         # Fixed latents: no draw from the training RNG stream (exact resume), and
@@ -306,101 +249,6 @@ class Run:
             real=self._real_samples(len(samples)),
         )
         return path
-
-    def _real_samples(self, n: int) -> Tensor:
-        """``n`` (at most) real samples spread evenly over the dataset, drawn with no RNG."""
-        every = max(1, len(self.dataset) // n)
-        return self.dataset.samples[::every][:n].cpu()
-
-    def evaluate(self, metric_names: list[str] | None = None) -> dict[str, float]:
-        """The plan's metrics (or the named ones), on their own RNG stream."""
-        chosen = self.plan.metrics
-        if metric_names:
-            chosen = tuple(self._named_metric(text) for text in metric_names)
-        results: dict[str, float] = {}
-        shared = SharedSamples(self.generate)
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.plan.config.seed + 2)
-            for metric in chosen:
-                missing = metric.component.requires - self.plan.dataset.traits
-                if missing:
-                    raise ConfigError(
-                        f"{metric.component.label} needs a {'/'.join(sorted(missing))} dataset; "
-                        f"this run trained on '{self.plan.dataset.component.name}'"
-                    )
-                values = metric.component.build(metric.options, self.ctx).compute(shared, self.dataset)
-                results.update({f"{metric.component.name}/{k}": float(v) for k, v in values.items()})
-        return results
-
-    def _named_metric(self, text: str) -> Chosen:
-        """A metric named as on the command line: ``NAME`` or ``NAME:key=value,...``."""
-        from ganforge_core.config import parse_choice
-
-        try:
-            choice = parse_choice(text)
-        except ValueError as exc:
-            raise ConfigError(f"--metric {text}: {exc}") from None
-        component = self.plugins.registry.get("metric", choice["name"])
-        return Chosen(component, component.validate(choice["options"]))
-
-    def draw(self, n: int, seed: int, label: int | None = None, ema: bool = True) -> Tensor:
-        """``n`` samples from fresh latents seeded by ``seed`` (for ``ganforge sample``)."""
-        latents, labels = self._draw_inputs(n, seed, label)
-        return self.generate(n, latents, labels, ema=ema)
-
-    def _draw_inputs(self, n: int, seed: int, label: int | None) -> tuple[Tensor, Tensor | None]:
-        conditional = self.plan.config.conditional
-        if label is not None and not conditional:
-            raise ConfigError("--label needs a run trained with --conditional")
-        if label is not None and not 0 <= label < self.dataset.num_classes:
-            raise ConfigError(f"--label must be in [0, {self.dataset.num_classes}), got {label}")
-        source = torch.Generator().manual_seed(seed)
-        latents = torch.randn(n, self.engine.z_dim, generator=source).to(self.device)
-        labels = None
-        if conditional:
-            labels = (
-                torch.full((n,), label)
-                if label is not None
-                else torch.randint(self.dataset.num_classes, (n,), generator=source)
-            ).to(self.device)
-        return latents, labels
-
-    def interpolation_inputs(
-        self, rows: int, steps: int, seed: int, label: int | None = None
-    ) -> tuple[Tensor, Tensor | None]:
-        """Latents [rows, steps, z_dim] and one label per row (conditional runs) for ``--interpolate``.
-
-        Row i goes, by :func:`~ganforge_core.interpolation.slerp`, from the latent of
-        sample i to that of sample ``rows + i`` of ``draw(2 * rows, seed, label)``,
-        with sample i's class all along.
-        """
-        if steps < 2:
-            raise ConfigError(f"--interpolate must be at least 2 (the two ends of each row), got {steps}")
-        latents, labels = self._draw_inputs(2 * rows, seed, label)
-        paths = slerp(latents[:rows].cpu(), latents[rows:].cpu(), fractions(steps)).to(self.device)
-        return paths, None if labels is None else labels[:rows]
-
-    def interpolate(self, rows: int, steps: int, seed: int, label: int | None = None, ema: bool = True) -> Tensor:
-        """Samples [rows, steps, *data shape] along :meth:`interpolation_inputs`' latents."""
-        paths, labels = self.interpolation_inputs(rows, steps, seed, label)
-        flat_labels = None if labels is None else labels.repeat_interleave(steps)
-        samples = self.generate(rows * steps, paths.flatten(0, 1), flat_labels, ema=ema)
-        return samples.unflatten(0, (rows, steps))
-
-    def write_samples(self, samples: Tensor, path: Path) -> None:
-        """Raw samples as .pt or .npy; otherwise a picture (see
-        :func:`~ganforge_core.reporting.render_samples`), or for :meth:`interpolate`'s
-        [rows, steps, ...] samples :func:`~ganforge_core.reporting.render_interpolation`'s."""
-        dataset = self.plan.dataset.component
-        if path.suffix == ".pt":
-            torch.save(samples, path)
-        elif path.suffix == ".npy":
-            np.save(path, samples.numpy())
-        elif samples.dim() == len(self.dataset.shape) + 2:
-            render_interpolation(samples, path, info=self.dataset.info, dataset=dataset)
-        else:
-            real = self._real_samples(len(samples))
-            render_samples(samples, path, info=self.dataset.info, dataset=dataset, real=real)
 
 
 def _load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
@@ -420,37 +268,16 @@ def _as_python_state(value: Any) -> tuple[Any, ...]:
 
 
 def load_run(source: Path, plugins: Plugins, device: str = "auto") -> Run:
-    """A run rebuilt from a run directory (its newest loadable checkpoint) or a checkpoint file."""
-    if source.is_dir():
-        path, state, _ = ckpt.latest_loadable(source)
-    else:
-        path, state = source, ckpt.load_safe(source)
-    try:
-        config = RunConfig.model_validate({**json.loads(state["config"]), "device": device})
-    except (TypeError, ValueError):
-        raise CheckpointError(f"{path} holds no valid run configuration") from None
+    """Deprecated: a whole run (dataset, networks, optimizers, engine) rebuilt from a run
+    directory (its newest loadable checkpoint) or a checkpoint file. To sample, evaluate
+    or export, :func:`ganforge_core.load_trained` builds only the generator."""
+    warnings.warn(
+        "ganforge_core.run.load_run is deprecated: use ganforge_core.load_trained(source, device=...) "
+        "to sample, evaluate or export (it builds no optimizer and loads no dataset)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    path, state, config = read_checkpoint(source, device)
     run = Run(resolve(config, plugins.registry), plugins, path.parent)
     run.load_state_dict(state, path)
     return run
-
-
-class SharedSamples:
-    """One set of generated samples shared by every metric of an evaluation.
-
-    A metric asking for ``n`` samples gets the first ``n`` drawn so far, drawing
-    more only when it needs more: FID, KID and precision/recall then score the
-    same images (as torch-fidelity and most papers do), and an evaluation draws
-    max(n) samples instead of their sum.
-    """
-
-    def __init__(self, generate: Callable[[int], Tensor]) -> None:
-        self._generate = generate
-        self._samples: Tensor | None = None
-
-    def __call__(self, n: int) -> Tensor:
-        have = 0 if self._samples is None else len(self._samples)
-        if n > have:
-            more = self._generate(n - have)
-            self._samples = more if self._samples is None else torch.cat([self._samples, more])
-        assert self._samples is not None
-        return self._samples[:n]

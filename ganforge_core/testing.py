@@ -901,8 +901,8 @@ def smoke_train(
     that it reaches bit-identical weights, as ganforge promises on the CPU.
     """
     from ganforge_core import checkpoint as ckpt
-    from ganforge_core.run import load_run
     from ganforge_core.session import train
+    from ganforge_core.trained import load_trained
 
     plugins = _plugins(plugins)
     defaults = {**_RUN_DEFAULTS, "log_every": 1, "sample_every": 0, "checkpoint_every": 0}
@@ -927,11 +927,11 @@ def smoke_train(
     bad_results = {k: v for k, v in result.results.items() if not (isinstance(v, float) and math.isfinite(v))}
     _check(not bad_results, f"non-finite final metrics: {bad_results}")
 
-    reloaded = load_run(run_dir, plugins, device="cpu")
+    reloaded = load_trained(run_dir, plugins, device="cpu")
     samples = reloaded.draw(4, seed=0)
     _check(
-        list(samples.shape) == [4, *reloaded.dataset.shape] and _finite(samples),
-        f"samples of the reloaded run: shape {list(samples.shape)}, expected {[4, *reloaded.dataset.shape]}",
+        list(samples.shape) == [4, *reloaded.data_shape] and _finite(samples),
+        f"samples of the reloaded run: shape {list(samples.shape)}, expected {[4, *reloaded.data_shape]}",
     )
 
     if check_resume and steps >= 2:

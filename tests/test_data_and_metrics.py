@@ -393,7 +393,7 @@ def test_first_use_inside_no_grad_trains_the_classifier(tmp_path: Path, monkeypa
 
 
 def test_an_evaluation_shares_one_set_of_samples_between_its_metrics() -> None:
-    from ganforge_core.run import SharedSamples
+    from ganforge_core.trained import SharedSamples
 
     calls: list[int] = []
 

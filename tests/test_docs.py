@@ -285,7 +285,7 @@ def test_every_python_block_runs_or_says_why_not() -> None:
 
 def test_the_api_guide_and_the_testing_guide_have_code_that_runs() -> None:
     api = "\n".join(code for _, code in runnable(DOCS / "api.md"))
-    for call in ("RunConfig(", "resolve(", "train(", "resume=", "load_run(", ".draw(", ".evaluate(", "load_safe("):
+    for call in ("RunConfig(", "resolve(", "train(", "resume=", "load_trained(", ".draw(", ".evaluate(", "load_safe("):
         assert call in api, f"docs/api.md has no runnable example of {call}"
     testing = "\n".join(code for _, code in runnable(DOCS / "testing-plugins.md"))
     assert "check_component(" in testing and "check_isolation(" in testing

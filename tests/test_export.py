@@ -44,7 +44,7 @@ from ganforge_core.export import (
 )
 from ganforge_core.interpolation import fractions, slerp
 from ganforge_core.plugins import Plugins, get_plugins
-from ganforge_core.run import Run, load_run
+from ganforge_core.trained import Trained, load_trained
 from ganforge_core.session import train
 
 TINY_MLP = {"generator": "mlp:hidden=8,depth=1", "discriminator": "mlp:hidden=8,depth=1"}
@@ -106,16 +106,16 @@ def exports(run_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     return {name: root / name for name in run_dirs}
 
 
-def load(run_dir: Path) -> Run:
-    return load_run(run_dir, get_plugins(), "cpu")
+def load(run_dir: Path) -> Trained:
+    return load_trained(run_dir, get_plugins(), "cpu")
 
 
-def inputs(run: Run, n: int, seed: int = 5) -> tuple[Tensor, ...]:
+def inputs(run: Trained, n: int, seed: int = 5) -> tuple[Tensor, ...]:
     source = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, run.engine.z_dim, generator=source)
+    z = torch.randn(n, run.z_dim, generator=source)
     if not run.plan.config.conditional:
         return (z,)
-    return z, torch.randint(run.dataset.num_classes, (n,), generator=source)
+    return z, torch.randint(run.num_classes, (n,), generator=source)
 
 
 # -- slerp --------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def test_interpolation_rows_start_and_end_at_the_samples_of_twice_as_many(
 def test_interpolation_latents_are_the_draws_joined_by_slerp(run_dirs: dict[str, Path]) -> None:
     run = load(run_dirs["dcgan"])
     paths, labels = run.interpolation_inputs(rows=4, steps=6, seed=3)
-    assert paths.shape == (4, 6, run.engine.z_dim) and labels is None
+    assert paths.shape == (4, 6, run.z_dim) and labels is None
     ends, _ = run._draw_inputs(8, 3, None)
     assert torch.equal(paths[:, 0], ends[:4]) and torch.equal(paths[:, -1], ends[4:])
     norms, t = paths.norm(dim=2).double(), fractions(6)
@@ -391,7 +391,7 @@ def test_a_generator_that_cannot_be_exported_is_skipped_with_a_note(tmp_path: Pa
         out=tmp_path / "run",
     )
     train(config, plugins=plugins, quiet=True)
-    exported = export_generator(load_run(tmp_path / "run", plugins, "cpu"), tmp_path / "out")
+    exported = export_generator(load_trained(tmp_path / "run", plugins, "cpu"), tmp_path / "out")
     assert set(exported.skipped) == {"torch.export", "torchscript"}
     assert all(reason and "\n" not in reason for reason in exported.skipped.values())
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [CONFIG, WEIGHTS]
@@ -400,7 +400,7 @@ def test_a_generator_that_cannot_be_exported_is_skipped_with_a_note(tmp_path: Pa
     assert config_json["files"]["torch.export"] is None and config_json["files"]["torchscript"] is None
     rebuilt = load_generator(tmp_path / "out", plugins=plugins)
     z = torch.randn(3, 2)
-    torch.testing.assert_close(rebuilt(z), load_run(tmp_path / "run", plugins, "cpu").generate(3, z))
+    torch.testing.assert_close(rebuilt(z), load_trained(tmp_path / "run", plugins, "cpu").generate(3, z))
 
 
 def test_the_command_reports_a_skipped_program_in_one_note(

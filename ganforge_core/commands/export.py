@@ -28,11 +28,9 @@ def export(
     and a torch.export and a TorchScript program where the architecture allows."""
     with user_errors():
         from ganforge_core.export import export_generator
-        from ganforge_core.plugins import get_plugins
-        from ganforge_core.run import load_run
+        from ganforge_core.trained import load_trained
 
-        run = load_run(source, get_plugins(), "cpu")
-        exported = export_generator(run, out, ema=ema)
+        exported = export_generator(load_trained(source, device="cpu"), out, ema=ema)
     config = exported.config
     weights = "EMA weights" if config["ema"] else "G's own weights" + ("; the run keeps no EMA" if ema else "")
     typer.echo(f"exported generator '{config['generator']['name']}' at step {config['step']} ({weights}) to {out}")

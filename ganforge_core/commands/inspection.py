@@ -62,17 +62,16 @@ def sample(
     if interpolate is not None and interpolate < 2:
         raise fail(f"--interpolate must be at least 2 (the two ends of each row), got {interpolate}")
     with user_errors():
-        from ganforge_core.plugins import get_plugins
-        from ganforge_core.run import load_run
+        from ganforge_core.trained import load_trained
 
-        run = load_run(source, get_plugins(), device)
+        trained = load_trained(source, device=device)
         if interpolate is None:
             n = 64 if n is None else n
-            samples = run.draw(n, seed=seed, label=label, ema=ema)
+            samples = trained.draw(n, seed=seed, label=label, ema=ema)
         else:
             n = 8 if n is None else n
-            samples = run.interpolate(n, interpolate, seed=seed, label=label, ema=ema)
-        run.write_samples(samples, out)
+            samples = trained.interpolate(n, interpolate, seed=seed, label=label, ema=ema)
+        trained.write_samples(samples, out)
     if interpolate is None:
         typer.echo(f"wrote {n} samples to {out}")
     else:
@@ -89,12 +88,11 @@ def evaluate(
 ) -> None:
     """Evaluate a trained generator; writes eval.json beside the checkpoint."""
     with user_errors():
-        from ganforge_core.plugins import get_plugins
-        from ganforge_core.run import load_run
+        from ganforge_core.trained import load_trained
 
-        run = load_run(source, get_plugins(), device)
-        results = run.evaluate(metric)
-        path = run.run_dir / "eval.json"
+        trained = load_trained(source, device=device)
+        results = trained.evaluate(metric)  # loads the dataset: metrics compare against it
+        path = trained.run_dir / "eval.json"
         path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     if as_json:
         typer.echo(json.dumps(results, indent=2, sort_keys=True))
