@@ -279,13 +279,13 @@ def test_jsonl_is_always_on_and_loggers_are_normalised() -> None:
 
 def test_cli_reference_is_generated_from_the_real_help() -> None:
     page = (ROOT / "docs" / "cli.md").read_text()
-    assert page == cli_reference(), "regenerate with: .venv/bin/ganforge docs cli > docs/cli.md"
+    assert page == cli_reference(app), "regenerate with: .venv/bin/ganforge docs cli > docs/cli.md"
 
 
 def test_cli_reference_covers_every_visible_command_and_is_terminal_independent(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    page = cli_reference()
+    page = cli_reference(app)
     for title in ("ganforge run", "ganforge config show", "ganforge sample", "ganforge eval", "ganforge plugins"):
         assert f"## `{title}`" in page
     assert "ganforge docs" not in re.findall(r"^## `(.*)`$", page, re.MULTILINE)
@@ -293,11 +293,11 @@ def test_cli_reference_covers_every_visible_command_and_is_terminal_independent(
     assert not any(line != line.rstrip() for line in page.splitlines())
     monkeypatch.setenv("COLUMNS", "40")
     monkeypatch.setenv("TERMINAL_WIDTH", "40")
-    assert cli_reference() == page
+    assert cli_reference(app) == page
 
 
 def test_hidden_docs_command_prints_the_page() -> None:
-    assert ok("docs", "cli").output == cli_reference()
+    assert ok("docs", "cli").output == cli_reference(app)
     assert "docs" not in re.findall(r"^\s+(\w+)\s", ok("--help").output, re.MULTILINE)
 
 
