@@ -50,7 +50,7 @@ def docs_cli() -> None:
     """Print docs/cli.md: the --help of every command (ganforge docs cli > docs/cli.md)."""
     from ganforge_core.clidocs import cli_reference
 
-    typer.echo(cli_reference(), nl=False)
+    typer.echo(cli_reference(app), nl=False)
 
 
 def main() -> None:

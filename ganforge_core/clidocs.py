@@ -3,14 +3,19 @@
 ``ganforge docs cli > docs/cli.md`` regenerates it; tests/test_user_experience.py
 fails when the page and the real help differ. The help is rendered at a fixed
 width with colour off, and trailing spaces are stripped, so the page does not
-depend on the terminal it was made in.
+depend on the terminal it was made in. The app is an argument: this module does
+not import :mod:`ganforge_core.cli`, which imports it.
+
+Not typer's own generator: ``typer ganforge_core.cli utils docs`` (typer 0.29) lists the hidden
+``docs`` commands, drops the app's ``-h`` help alias, and writes Markdown bullets, not the --help users see.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
+
+import typer
 
 WIDTH = 100
 HEADER = """# CLI reference
@@ -29,12 +34,10 @@ def _commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, .
             yield from _commands(sub, (*path, name))
 
 
-def help_text(path: tuple[str, ...]) -> str:
+def help_text(app: typer.Typer, path: tuple[str, ...]) -> str:
     """``ganforge PATH --help`` at a fixed width, without colour or trailing spaces."""
     import typer.rich_utils
     from typer.testing import CliRunner
-
-    from ganforge_core.cli import app
 
     env = {"COLUMNS": str(WIDTH), "TERMINAL_WIDTH": str(WIDTH), "NO_COLOR": "1", "TERM": "dumb"}
     saved = (typer.rich_utils.MAX_WIDTH, typer.rich_utils.FORCE_TERMINAL)  # read from the env at import
@@ -49,23 +52,12 @@ def help_text(path: tuple[str, ...]) -> str:
     return "\n".join(lines).strip("\n") + "\n"
 
 
-def cli_reference() -> str:
-    """The Markdown of docs/cli.md."""
+def cli_reference(app: typer.Typer) -> str:
+    """The Markdown of docs/cli.md for ``app`` (``ganforge_core.cli.app``)."""
     import typer.main
-
-    from ganforge_core.cli import app
 
     parts = [HEADER]
     for path in _commands(typer.main.get_command(app)):
         title = " ".join(("ganforge", *path))
-        parts.append(f"\n## `{title}`\n\n```text\n$ {title} --help\n{help_text(path)}```\n")
+        parts.append(f"\n## `{title}`\n\n```text\n$ {title} --help\n{help_text(app, path)}```\n")
     return "".join(parts)
-
-
-def main() -> None:  # pragma: no cover - python -m ganforge_core.clidocs
-    os.environ.setdefault("COLUMNS", str(WIDTH))
-    print(cli_reference(), end="")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

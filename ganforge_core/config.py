@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -50,62 +50,114 @@ class Choice(BaseModel):
         return f"{self.name}:{opts}" if opts else self.name
 
 
+@dataclass(frozen=True)
+class Flag:
+    """How a :class:`RunConfig` field is given on the command line (``Annotated`` metadata).
+
+    ``ganforge run``'s options are generated from these: a bool field becomes
+    ``--x/--no-x`` (unless ``negatable`` is false), a list field a repeatable option,
+    a tuple field one comma-separated value. ``derived`` says in the help what a
+    ``None`` default becomes; ``empty`` is the word that gives an empty list;
+    ``metavar`` is the value's placeholder in the help, where the type's is unclear.
+    """
+
+    name: str
+    derived: str | None = None
+    metavar: str | None = None
+    empty: str | None = None
+    negatable: bool = True
+
+
 class RunConfig(BaseModel):
-    """Everything that defines a run. ``None`` means: derive it from the other choices."""
+    """Everything that defines a run. ``None`` means: derive it from the other choices.
+
+    Each field is also a ``ganforge run`` flag: its :class:`Flag` metadata names it, and
+    its description is the flag's help (``ganforge_core.commands.training`` reads both).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    generator: Choice = Field(Choice(name="dcgan"), description="generator")
-    discriminator: Choice | None = Field(
-        None, description="discriminator; default: the one named like the generator"
+    generator: Annotated[Choice, Flag("--gen")] = Field(
+        Choice(name="dcgan"), description="Generator: NAME or NAME:key=value,... (see 'ganforge plugins')."
     )
-    loss: Choice = Field(Choice(name="non-saturating"), description="adversarial loss")
-    regularizers: list[Choice] = Field(default_factory=list, description="regularizers, in order")
-    scheduler: Choice = Field(Choice(name="constant"), description="training schedule")
-    dataset: Choice = Field(Choice(name="mnist-5k"), description="dataset")
-    metrics: list[Choice] | None = Field(
-        None, description="metrics at the end; default: every metric the dataset supports, except opt-in ones"
+    discriminator: Annotated[Choice | None, Flag("--disc", derived="the generator's namesake")] = Field(
+        None, description="Discriminator."
     )
-    conditional: bool = Field(
-        False, description="class-conditional G and D, fed the dataset's labels (needs a labelled dataset)"
+    loss: Annotated[Choice, Flag("--loss")] = Field(Choice(name="non-saturating"), description="Adversarial loss.")
+    regularizers: Annotated[list[Choice], Flag("--reg")] = Field(
+        default_factory=list, description="Regularizers, applied in order; repeat the flag for several."
     )
-    steps: int = Field(1500, ge=1, description="G steps (each after the schedule's D steps)")
-    batch_size: int = Field(
-        64, ge=1, description="real samples per D step, over all ranks under torchrun (the global batch)"
+    scheduler: Annotated[Choice, Flag("--sched")] = Field(Choice(name="constant"), description="Training schedule.")
+    dataset: Annotated[Choice, Flag("--data")] = Field(Choice(name="mnist-5k"), description="Dataset.")
+    metrics: Annotated[
+        list[Choice] | None,
+        Flag("--metric", derived="every metric the dataset supports, except opt-in ones", empty="none"),
+    ] = Field(None, description="Metrics computed at the end; repeat the flag for several.")
+    conditional: Annotated[bool, Flag("--conditional", negatable=False)] = Field(
+        False, description="Class-conditional G and D, fed the dataset's labels (needs a labelled dataset)."
     )
-    lr_g: float | None = Field(None, gt=0, allow_inf_nan=False, description="G learning rate; default: the loss's")
-    lr_d: float | None = Field(None, gt=0, allow_inf_nan=False, description="D learning rate; default: the loss's")
-    betas: tuple[float, float] | None = Field(None, description="Adam betas; default: the loss's")
-    seed: int = Field(0, ge=0, lt=2**32, description="seed of every random number generator (32-bit)")
-    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
-    out: Path | None = Field(None, description="run directory; default: runs/<time>-<gen>-<loss>-<data>")
-    log_every: int = Field(50, ge=1, description="steps between logged statistics")
-    sample_every: int = Field(500, ge=0, description="steps between sample grids (0: only at the end)")
-    checkpoint_every: int = Field(500, ge=0, description="steps between checkpoints (0: only at the end)")
-    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept in the run directory")
-    loggers: list[Choice] = Field(
+    steps: Annotated[int, Flag("--steps")] = Field(
+        1500, ge=1, description="G steps to train (each after the schedule's D steps)."
+    )
+    batch_size: Annotated[int, Flag("--batch-size")] = Field(
+        64, ge=1, description="Real samples per D step; under torchrun the global batch, split over the ranks."
+    )
+    lr_g: Annotated[float | None, Flag("--lr-g", derived="the loss's")] = Field(
+        None, gt=0, allow_inf_nan=False, description="G learning rate."
+    )
+    lr_d: Annotated[float | None, Flag("--lr-d", derived="the loss's")] = Field(
+        None, gt=0, allow_inf_nan=False, description="D learning rate."
+    )
+    betas: Annotated[tuple[float, float] | None, Flag("--betas", derived="the loss's", metavar="B1,B2")] = Field(
+        None, description="Adam betas."
+    )
+    seed: Annotated[int, Flag("--seed")] = Field(
+        0, ge=0, lt=2**32, description="Seed of every random number generator (32-bit)."
+    )
+    device: Annotated[str, Flag("--device")] = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    out: Annotated[Path | None, Flag("--out", derived="runs/<time>-<gen>-<loss>-<data>")] = Field(
+        None, description="Run directory."
+    )
+    log_every: Annotated[int, Flag("--log-every")] = Field(50, ge=1, description="Steps between logged statistics.")
+    sample_every: Annotated[int, Flag("--sample-every")] = Field(
+        500, ge=0, description="Steps between sample grids (0: only at the end)."
+    )
+    checkpoint_every: Annotated[int, Flag("--checkpoint-every")] = Field(
+        500, ge=0, description="Steps between checkpoints (0: only at the end)."
+    )
+    keep_checkpoints: Annotated[int, Flag("--keep-checkpoints")] = Field(
+        2, ge=1, description="Checkpoints kept in the run directory."
+    )
+    loggers: Annotated[list[Choice], Flag("--logger")] = Field(
         default_factory=list,
-        description="loggers besides metrics.jsonl, which is always written (see 'ganforge plugins')",
+        description="Loggers besides metrics.jsonl, which is always written: tensorboard, or one a plugin adds "
+        "(see 'ganforge plugins'); repeat or comma-separate.",
     )
-    on_nan: Literal["stop", "skip"] = Field(
+    on_nan: Annotated[Literal["stop", "skip"], Flag("--on-nan")] = Field(
         "stop",
-        description="a non-finite loss: stop (keep the last good checkpoint) or skip that update and count it",
+        description="A non-finite loss: stop (keep the last good checkpoint) or skip that update and count it.",
     )
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="autocast dtype of forward passes; auto: bf16 on CUDA, fp32 elsewhere"
+    precision: Annotated[Literal["auto", "fp32", "bf16"], Flag("--precision")] = Field(
+        "auto", description="Autocast dtype of forward passes; auto: bf16 on CUDA, fp32 elsewhere."
     )
-    cuda_graph: bool = Field(
-        True, description="on CUDA, capture the whole step in a CUDA graph when every component allows it"
+    cuda_graph: Annotated[bool, Flag("--cuda-graph")] = Field(
+        True, description="On CUDA, capture the whole step in a CUDA graph when every component allows it."
     )
-    channels_last: bool = Field(True, description="on CUDA, keep image batches and conv weights channels-last")
-    fused_adam: bool = Field(True, description="on CUDA, use the fused Adam implementation")
-    cudnn_benchmark: bool = Field(True, description="on CUDA, let cuDNN time its convolution algorithms")
-    sync_batchnorm: bool = Field(
+    channels_last: Annotated[bool, Flag("--channels-last")] = Field(
+        True, description="On CUDA, keep image batches and conv weights channels-last."
+    )
+    fused_adam: Annotated[bool, Flag("--fused-adam")] = Field(
+        True, description="On CUDA, use the fused Adam implementation."
+    )
+    cudnn_benchmark: Annotated[bool, Flag("--cudnn-benchmark")] = Field(
+        True, description="On CUDA, let cuDNN time its convolution algorithms."
+    )
+    sync_batchnorm: Annotated[bool, Flag("--sync-batchnorm")] = Field(
         False,
-        description="under torchrun, BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only)",
+        description="Under torchrun, BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only).",
     )
-    dist_backend: Literal["auto", "nccl", "gloo"] = Field(
-        "auto", description="under torchrun, the collective backend; auto: nccl on CUDA, gloo on the CPU"
+    dist_backend: Annotated[Literal["auto", "nccl", "gloo"], Flag("--dist-backend")] = Field(
+        "auto", description="Under torchrun, the collective backend; auto: nccl on CUDA, gloo on the CPU."
     )
 
     @field_validator("device")
@@ -148,6 +200,17 @@ class RunConfig(BaseModel):
         if value is not None and not all(0.0 <= b < 1.0 for b in value):
             raise ValueError("each beta must be in [0, 1)")
         return value
+
+
+def field_flags() -> dict[str, Flag]:
+    """Every :class:`RunConfig` field's :class:`Flag`, in field order."""
+    found: dict[str, Flag] = {}
+    for name, info in RunConfig.model_fields.items():
+        marks = [m for m in info.metadata if isinstance(m, Flag)]
+        if len(marks) != 1:
+            raise TypeError(f"RunConfig.{name} needs exactly one Flag(...) in its Annotated type, has {len(marks)}")
+        found[name] = marks[0]
+    return found
 
 
 @dataclass(frozen=True)

@@ -232,11 +232,25 @@ def _call_renderer(
 
 def write_config_files(run_dir: Path, config: Any) -> None:
     """``config.json`` and ``config.toml``: the same resolved configuration, either reruns the run."""
-    from ganforge_core.tomlwriter import dumps
-
     (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
     header = "# The resolved configuration of this run. Rerun it: ganforge run --config config.toml --out NEW\n"
-    (run_dir / "config.toml").write_text(header + dumps(config.model_dump(mode="json")))
+    (run_dir / "config.toml").write_text(header + toml_text(config.model_dump(mode="json")), encoding="utf-8")
+
+
+def toml_text(data: dict[str, Any]) -> str:
+    """``data`` as TOML, written by tomli-w. TOML has no null, so a key whose value is ``None``
+    is left out; in a run configuration that means "derive it", which is what ``None`` means there."""
+    import tomli_w
+
+    return tomli_w.dumps(_without_none(data))
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value]
+    return value
 
 
 LOSS_CURVES = ("loss/d", "loss/g")

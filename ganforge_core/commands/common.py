@@ -11,40 +11,11 @@ from typing import Any
 
 import typer
 
+from ganforge_core.config import field_flags
 from ganforge_core.errors import GanforgeError
 
-# CLI flag -> RunConfig field, so validation errors name the flag the user typed.
-FLAGS = {
-    "generator": "--gen",
-    "discriminator": "--disc",
-    "loss": "--loss",
-    "regularizers": "--reg",
-    "scheduler": "--sched",
-    "dataset": "--data",
-    "metrics": "--metric",
-    "conditional": "--conditional",
-    "steps": "--steps",
-    "batch_size": "--batch-size",
-    "lr_g": "--lr-g",
-    "lr_d": "--lr-d",
-    "betas": "--betas",
-    "seed": "--seed",
-    "device": "--device",
-    "out": "--out",
-    "log_every": "--log-every",
-    "sample_every": "--sample-every",
-    "checkpoint_every": "--checkpoint-every",
-    "keep_checkpoints": "--keep-checkpoints",
-    "on_nan": "--on-nan",
-    "loggers": "--logger",
-    "precision": "--precision",
-    "cuda_graph": "--cuda-graph",
-    "channels_last": "--channels-last",
-    "fused_adam": "--fused-adam",
-    "cudnn_benchmark": "--cudnn-benchmark",
-    "sync_batchnorm": "--sync-batchnorm",
-    "dist_backend": "--dist-backend",
-}
+# RunConfig field -> the flag that sets it, so validation errors name the flag the user typed.
+FLAGS = {name: flag.name for name, flag in field_flags().items()}
 COMPONENT_HELP = "NAME or NAME:key=value,... (see 'ganforge plugins')"
 
 

@@ -1,151 +1,133 @@
 """``ganforge run`` and ``ganforge config show``: one set of flags, one way to a RunConfig.
 
-:func:`run_flags` declares every flag that shapes a run, once. :func:`takes_run_flags`
-grafts those flags onto a command's own parameters and hands the command a
-:class:`Flags`, whose :meth:`Flags.config` turns them into a :class:`RunConfig`
-(``--config`` file first, flags over it).
+The run flags are generated from :class:`~ganforge_core.config.RunConfig`'s fields: each
+field's :class:`~ganforge_core.config.Flag` names the flag, its description is the help
+and its default the ``[default: ...]``. :func:`takes_run_flags` grafts those flags onto a
+command's own parameters and hands the command a :class:`Flags`, whose
+:meth:`Flags.config` turns them into a :class:`RunConfig` (``--config`` file first,
+flags over it).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
+from pydantic.fields import FieldInfo
 
-from ganforge_core.commands.common import (
-    COMPONENT_HELP,
-    FLAGS,
-    fail,
-    not_main_rank,
-    read_config_file,
-    user_errors,
-    warn_about_plugins,
-)
+from ganforge_core.commands.common import FLAGS, fail, not_main_rank, read_config_file, user_errors, warn_about_plugins
+from ganforge_core.config import Choice, Flag, RunConfig, field_flags
 from ganforge_core.presets import names as preset_names
 
-if TYPE_CHECKING:
-    from ganforge_core.config import RunConfig
+CHOICE_METAVAR = "NAME[:K=V,...]"
 
 
-def run_flags(
-    gen: Annotated[str | None, typer.Option("--gen", help=f"Generator: {COMPONENT_HELP}. [default: dcgan]")] = None,
-    disc: Annotated[
-        str | None, typer.Option("--disc", help="Discriminator. [default: the generator's namesake]")
-    ] = None,
-    loss: Annotated[str | None, typer.Option("--loss", help="Loss. [default: non-saturating]")] = None,
-    reg: Annotated[list[str] | None, typer.Option("--reg", help="Regularizer; repeat for several.")] = None,
-    sched: Annotated[str | None, typer.Option("--sched", help="Schedule. [default: constant]")] = None,
-    data: Annotated[str | None, typer.Option("--data", help="Dataset. [default: mnist-5k]")] = None,
-    metric: Annotated[
-        list[str] | None, typer.Option("--metric", help="Metric at the end; repeat; 'none' for none. [default: all that fit]")
-    ] = None,
-    conditional: Annotated[
-        bool | None, typer.Option("--conditional", help="Class-conditional G and D on a labelled dataset.")
-    ] = None,
-    steps: Annotated[int | None, typer.Option(help="G steps to train. [default: 1500]")] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(help="Real samples per D step; under torchrun the global batch, split over the ranks. [default: 64]"),
-    ] = None,
-    lr_g: Annotated[float | None, typer.Option(help="G learning rate. [default: the loss's]")] = None,
-    lr_d: Annotated[float | None, typer.Option(help="D learning rate. [default: the loss's]")] = None,
-    betas: Annotated[str | None, typer.Option(help="Adam betas as B1,B2. [default: the loss's]")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed. [default: 0]")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N. [default: auto]")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory. [default: runs/<time>-<gen>-<loss>-<data>]")] = None,
-    log_every: Annotated[int | None, typer.Option(help="Steps between logged statistics. [default: 50]")] = None,
-    sample_every: Annotated[int | None, typer.Option(help="Steps between sample grids. [default: 500]")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(help="Steps between checkpoints. [default: 500]")] = None,
-    keep_checkpoints: Annotated[int | None, typer.Option(help="Checkpoints to keep. [default: 2]")] = None,
-    on_nan: Annotated[
-        str | None,
-        typer.Option(help="A non-finite loss: stop (keep the last good checkpoint) or skip the update. [default: stop]"),
-    ] = None,
-    logger: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--logger",
-            help="Also log to this logger, NAME or NAME:key=value,... (tensorboard, or one a plugin adds; "
-            "see 'ganforge plugins'). Repeat or comma-separate; metrics.jsonl is always written.",
-        ),
-    ] = None,
-    precision: Annotated[
-        str | None, typer.Option(help="auto (bf16 on CUDA, fp32 elsewhere), fp32 or bf16. [default: auto]")
-    ] = None,
-    cuda_graph: Annotated[
-        bool | None, typer.Option("--cuda-graph/--no-cuda-graph", help="Capture the step in a CUDA graph. [default: on]")
-    ] = None,
-    channels_last: Annotated[
-        bool | None,
-        typer.Option("--channels-last/--no-channels-last", help="Channels-last images on CUDA. [default: on]"),
-    ] = None,
-    fused_adam: Annotated[
-        bool | None, typer.Option("--fused-adam/--no-fused-adam", help="Fused Adam on CUDA. [default: on]")
-    ] = None,
-    cudnn_benchmark: Annotated[
-        bool | None,
-        typer.Option("--cudnn-benchmark/--no-cudnn-benchmark", help="cuDNN autotuning on CUDA. [default: on]"),
-    ] = None,
-    sync_batchnorm: Annotated[
-        bool | None,
-        typer.Option(
-            "--sync-batchnorm/--no-sync-batchnorm",
-            help="Under torchrun: BatchNorm over the global batch (SyncBatchNorm, CUDA only). [default: off]",
-        ),
-    ] = None,
-    dist_backend: Annotated[
-        str | None,
-        typer.Option(help="Under torchrun: auto (nccl on CUDA, gloo on CPU), nccl or gloo. [default: auto]"),
-    ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="A JSON or TOML file of settings; flags override it.")
-    ] = None,
-    preset: Annotated[
-        str | None,
-        typer.Option(
-            "--preset",
-            help=f"Start from a shipped preset ({', '.join(preset_names())}); --config and flags override it.",
-        ),
-    ] = None,
-) -> Flags:
-    """The flags that shape a run; the only place they are declared."""
-    given = {
-        "generator": gen,
-        "discriminator": disc,
-        "loss": loss,
-        "regularizers": reg or None,
-        "scheduler": sched,
-        "dataset": data,
-        "metrics": [] if metric == ["none"] else (metric or None),
-        "conditional": conditional,
-        "steps": steps,
-        "batch_size": batch_size,
-        "lr_g": lr_g,
-        "lr_d": lr_d,
-        "betas": betas.split(",") if betas else None,
-        "seed": seed,
-        "device": device,
-        "out": out,
-        "log_every": log_every,
-        "sample_every": sample_every,
-        "checkpoint_every": checkpoint_every,
-        "keep_checkpoints": keep_checkpoints,
-        "on_nan": on_nan,
-        "loggers": logger or None,
-        "precision": precision,
-        "cuda_graph": cuda_graph,
-        "channels_last": channels_last,
-        "fused_adam": fused_adam,
-        "cudnn_benchmark": cudnn_benchmark,
-        "sync_batchnorm": sync_batchnorm,
-        "dist_backend": dist_backend,
-    }
-    return Flags({key: value for key, value in given.items() if value is not None}, config, preset)
+@dataclass(frozen=True)
+class RunFlag:
+    """One RunConfig field as a command-line option: its typer parameter and how its value is read."""
+
+    field: str
+    flag: Flag
+    shape: Literal["list", "tuple", "one"]
+    parameter: inspect.Parameter
+
+    def given(self, value: Any) -> Any:
+        """The RunConfig input for what the user typed; ``None``: not given."""
+        if self.shape == "list":
+            return [] if self.flag.empty is not None and value == [self.flag.empty] else (value or None)
+        if self.shape == "tuple":
+            return value.split(",") if value else None
+        return value
+
+
+def run_flag(field: str, info: FieldInfo, flag: Flag) -> RunFlag:
+    """The option for ``field``: its type, names, help and shown default, from the field alone."""
+    kind = _without_none(info.annotation)
+    shape, cli_type, metavar = _cli_form(kind)
+    names = [f"{flag.name}/--no-{flag.name[2:]}"] if kind is bool and flag.negatable else [flag.name]
+    empty = f" Give '{flag.empty}' for none." if flag.empty else ""
+    # The parameter's default is None (not given, so a --config file's value stands):
+    # the help states the field's default itself.
+    option = typer.Option(
+        *names, help=f"{info.description}{empty} [default: {_shown_default(info, flag)}]", metavar=flag.metavar or metavar
+    )
+    parameter = inspect.Parameter(
+        field, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=Annotated[cli_type | None, option]
+    )
+    return RunFlag(field, flag, shape, parameter)
+
+
+def _without_none(annotation: Any) -> Any:
+    """``X`` of ``X | None``; any other annotation as it is."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        (kind,) = [t for t in typing.get_args(annotation) if t is not type(None)]
+        return kind
+    return annotation
+
+
+def _cli_form(kind: Any) -> tuple[Literal["list", "tuple", "one"], Any, str | None]:
+    """How a field of type ``kind`` is typed: its shape, the option's type and its metavar."""
+    origin = typing.get_origin(kind)
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        return "list", list[str], CHOICE_METAVAR if item is Choice else None
+    if origin is tuple:
+        return "tuple", str, None
+    if origin is Literal:  # checked by RunConfig, so a bad value gets its one-line error
+        return "one", str, "[" + "|".join(typing.get_args(kind)) + "]"
+    if kind is Choice:
+        return "one", str, CHOICE_METAVAR
+    return "one", kind if kind in (bool, int, float, Path) else str, None
+
+
+def _shown_default(info: FieldInfo, flag: Flag) -> str:
+    default = info.get_default(call_default_factory=True)
+    if flag.derived is not None:
+        return flag.derived
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    return "none" if default == [] else str(default)
+
+
+RUN_FLAGS = tuple(run_flag(name, RunConfig.model_fields[name], flag) for name, flag in field_flags().items())
+SOURCES = (
+    inspect.Parameter(
+        "config",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=None,
+        annotation=Annotated[
+            Path | None, typer.Option("--config", help="A JSON or TOML file of settings; flags override it.")
+        ],
+    ),
+    inspect.Parameter(
+        "preset",
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        default=None,
+        annotation=Annotated[
+            str | None,
+            typer.Option(
+                "--preset",
+                help=f"Start from a shipped preset ({', '.join(preset_names())}); --config and flags override it.",
+            ),
+        ],
+    ),
+)
+
+
+RUN_PARAMETERS = (*(run_flag.parameter for run_flag in RUN_FLAGS), *SOURCES)
+
+
+def read_flags(values: dict[str, Any]) -> Flags:
+    """The :class:`Flags` of a command's run-flag arguments (``values`` by parameter name)."""
+    given = {run_flag.field: run_flag.given(values[run_flag.field]) for run_flag in RUN_FLAGS}
+    return Flags({k: v for k, v in given.items() if v is not None}, values["config"], values["preset"])
 
 
 @dataclass(frozen=True)
@@ -159,14 +141,10 @@ class Flags:
     def config(self) -> RunConfig:
         """The RunConfig these flags describe: the preset, the config file over it, then the flags."""
         from ganforge_core import presets
-        from ganforge_core.config import RunConfig
 
         from_preset = presets.load(self.preset) if self.preset else {}
         from_file = read_config_file(self.config_file) if self.config_file else {}
         return RunConfig.model_validate({**from_preset, **from_file, **self.given})
-
-
-_RUN_FLAGS = inspect.signature(run_flags, eval_str=True).parameters
 
 
 def takes_run_flags(command: Callable[..., None]) -> Callable[..., None]:
@@ -175,10 +153,10 @@ def takes_run_flags(command: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> None:
-        flag_values = {name: kwargs.pop(name) for name in _RUN_FLAGS}
-        command(run_flags(**flag_values), **kwargs)
+        flag_values = {p.name: kwargs.pop(p.name) for p in RUN_PARAMETERS}
+        command(read_flags(flag_values), **kwargs)
 
-    parameters = [*_RUN_FLAGS.values(), *own]
+    parameters = [*RUN_PARAMETERS, *own]
     wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     return wrapper
@@ -229,11 +207,11 @@ def config_show(
     with user_errors():
         from ganforge_core.config import resolve
         from ganforge_core.plugins import get_plugins
-        from ganforge_core.tomlwriter import dumps
+        from ganforge_core.reporting import toml_text
 
         warn_about_plugins()
         resolved = resolve(flags.config(), get_plugins().registry).config
     if as_json:
         typer.echo(resolved.model_dump_json(indent=2))
     else:
-        typer.echo(dumps(resolved.model_dump(mode="json")), nl=False)
+        typer.echo(toml_text(resolved.model_dump(mode="json")), nl=False)
