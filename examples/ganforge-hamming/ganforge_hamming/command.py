@@ -46,12 +46,11 @@ def codewords(
     with user_errors():
         if not run.exists():
             raise ConfigError(f"no run directory or checkpoint at {run}")
-        from ganforge_core.plugins import get_plugins
-        from ganforge_core.run import load_run
+        from ganforge_core import load_trained
 
         from ganforge_hamming.code import codeword_counts
 
-        trained = load_run(run, get_plugins(), device)
+        trained = load_trained(run, device=device)  # the generator only: no optimizer, no dataset
         dataset = trained.plan.dataset
         if DATA_TRAIT not in dataset.traits:
             raise ConfigError(
