@@ -10,8 +10,8 @@ Traits the rest of ganforge checks:
   samples; a BatchNorm critic is refused, and so are the regularizers that pull
   the same norm elsewhere or a second time (``r1``, ``r2``, ``gradient-penalty``).
 * ``weight-clipping``: ``wgan`` clips D's weights, which is pointless on top of
-  a Lipschitz penalty or spectral normalisation (both bound the same Lipschitz
-  constant, and clipping then only cripples the critic), so both are refused.
+  a gradient penalty or spectral normalisation (each constrains the same
+  gradient, and clipping then only cripples the critic), so both are refused.
 
 Every trait's meaning and readers: :mod:`ganforge_core.traits` (docs/traits.md).
 * ``graph-safe``: every loss here depends on tensors alone (``wgan`` clips in
@@ -89,8 +89,8 @@ def ganforge_register_losses(register):
         summary="Wasserstein critic with weight clipping; lr 5e-5, Adam (0, 0.99) standing in for RMSprop, 5 D steps",
         traits={"wasserstein", "weight-clipping", "graph-safe"},
         conflicts={
-            "lipschitz-penalty": "weight clipping and a Lipschitz gradient penalty both bound the critic's "
-            "Lipschitz constant, and clipping on top of a penalty only cripples the critic; use loss 'wgan-gp' instead",
+            "input-gradient-penalty": "weight clipping and a gradient penalty both constrain the critic's "
+            "gradient, and clipping on top of a penalty only cripples the critic; use loss 'wgan-gp' instead",
             "spectral-norm": "spectral normalisation already bounds the critic's Lipschitz constant, and clipping "
             "the raw weights under it only cripples the critic; use loss 'wgan-gp' or 'hinge' with spectral-norm",
         },

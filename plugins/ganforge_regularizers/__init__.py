@@ -15,8 +15,8 @@ a ``requires`` entry or an option validator, so the user gets one line):
 * ``gradient-penalty`` with the wgan-gp loss: the same penalty twice. Raise the
   one weight instead.
 * ``r1`` with ``r2`` is allowed: both are zero-centred (R3GAN uses the pair).
-* ``wgan`` (weight clipping) with a Lipschitz penalty or spectral norm: refused
-  by the loss; clipping on top of another Lipschitz bound only cripples D.
+* ``wgan`` (weight clipping) with any of these penalties or spectral norm:
+  refused by the loss; clipping on top of another constraint only cripples D.
 * ``packing`` with a batch size that m does not divide (option validator), and
   with ``--conditional``: a packed D input holds m samples but takes one label.
 * ``diffaugment`` on vector data (``requires={"image"}``): translation and
