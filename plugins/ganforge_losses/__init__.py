@@ -12,10 +12,10 @@ Traits the rest of ganforge checks:
 * ``weight-clipping``: ``wgan`` clips D's weights, which is pointless on top of
   a gradient penalty or spectral normalisation (each constrains the same
   gradient, and clipping then only cripples the critic), so both are refused.
-
-Every trait's meaning and readers: :mod:`ganforge_core.traits` (docs/traits.md).
 * ``graph-safe``: every loss here depends on tensors alone (``wgan`` clips in
   place), so a CUDA graph may capture it.
+
+Every trait's meaning and readers: :mod:`ganforge_core.traits` (docs/traits.md).
 """
 
 from __future__ import annotations
