@@ -68,6 +68,7 @@ REFUSED = {
         ("'wgan'", "'gradient-penalty'", "wgan-gp"),
     ),
     "wgan-clipping+r1": (MLP, {"loss": "wgan", "regularizers": ["r1"]}, ("'wgan'", "'r1'")),
+    "wgan-clipping+r2": (MLP, {"loss": "wgan", "regularizers": ["r2"]}, ("'wgan'", "'r2'", "gradient")),
     "wgan-clipping+spectral-norm": (
         MLP,
         {"loss": "wgan", "regularizers": ["spectral-norm"]},
@@ -80,6 +81,13 @@ REFUSED = {
     ),
     "r1+wgan-gp": (MLP, {"loss": "wgan-gp", "regularizers": ["r1"]}, ("'r1'", "'wgan-gp'")),
     "r1+gradient-penalty": (MLP, {"regularizers": ["r1", "gradient-penalty"]}, ("'r1'", "'gradient-penalty'")),
+    "gradient-penalty+r2": (MLP, {"regularizers": ["gradient-penalty", "r2"]}, ("'r2'", "'gradient-penalty'", "fight")),
+    "r2+wgan-gp": (MLP, {"loss": "wgan-gp", "regularizers": ["r2"]}, ("'r2'", "'wgan-gp'")),
+    "r2+batchnorm-critic": (
+        DCGAN,
+        {"discriminator": "dcgan:width=4,norm=batch", "regularizers": ["r2"]},
+        ("'r2'", "'dcgan'", "BatchNorm"),
+    ),
 }
 
 # Neighbours of the refused combinations that must stay allowed.
@@ -87,6 +95,9 @@ ALLOWED = {
     "label-smoothing+lsgan": (MLP, {"loss": "lsgan", "regularizers": ["label-smoothing"]}),
     "label-smoothing+relativistic": (MLP, {"loss": "relativistic", "regularizers": ["label-smoothing"]}),
     "r1+layernorm-critic": (DCGAN, {"discriminator": "dcgan:width=4,norm=layer", "regularizers": ["r1:every=4"]}),
+    # R3GAN's pair: both penalties are zero-centred, so they pull the same way.
+    "r1+r2": (MLP, {"regularizers": ["r1", "r2"]}),
+    "r1+r2+dcgan-auto-norm": (DCGAN, {"regularizers": ["r1", "r2:gamma=1"]}),
     "gradient-penalty+hinge+spectral-norm": (
         MLP,
         {"loss": "hinge", "regularizers": ["spectral-norm", "gradient-penalty"]},
@@ -126,7 +137,7 @@ def test_neighbouring_combination_resolves(networks, fields) -> None:
     ]
 
 
-@pytest.mark.parametrize("penalty", ["r1", "gradient-penalty"])
+@pytest.mark.parametrize("penalty", ["r1", "r2", "gradient-penalty"])
 def test_a_default_dcgan_critic_drops_batchnorm_under_a_penalising_regularizer(penalty: str) -> None:
     plan = resolve(RunConfig(**{**DCGAN, "regularizers": [penalty]}), caching_registry())
     assert plan.config.discriminator is not None
@@ -171,6 +182,7 @@ NEW_COMPONENTS = {
     "loss-relativistic": [*TINY, "--loss", "relativistic"],
     "reg-r1-lazy": [*TINY, "--reg", "r1:every=2"],
     "reg-gradient-penalty": [*TINY, "--reg", "gradient-penalty:penalty=one-sided"],
+    "reg-r1+r2": [*TINY, "--reg", "r1:gamma=1", "--reg", "r2:gamma=1"],
     "reg-packing": [*TINY, "--reg", "packing:m=4"],
     "reg-ema": [*TINY, "--reg", "ema:decay=0.9,start=2"],
     "reg-instance-noise-cosine": [*TINY, "--reg", "instance-noise:anneal=cosine"],

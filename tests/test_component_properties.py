@@ -233,6 +233,28 @@ def test_r1_penalises_only_real_data() -> None:
     assert float(r1.d_penalty(DContext(critic, real, fake * 100, Targets(), 0, 0.0)).detach()) == base
 
 
+@FAST
+@given(direction=DIRECTION, norm=st.floats(0.0, 3.0), gamma=st.floats(0.0, 20.0), n=st.integers(1, 5))
+def test_r2_is_half_gamma_times_the_squared_gradient_norm_at_fake_data(direction, norm, gamma, n) -> None:
+    # D(x) = w.x has gradient w everywhere, so R2 = gamma/2 * ||w||^2 whatever the samples.
+    ctx = unit_critic_context(direction, norm, n, 0)
+    penalty = build("regularizer", "r2", gamma=gamma).d_penalty(ctx)
+    assert float(penalty.detach()) == pytest.approx(gamma / 2 * norm**2, rel=1e-9, abs=1e-12)
+
+
+def test_r2_penalises_only_fake_data_and_its_gradient_reaches_d() -> None:
+    critic = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0))
+    torch.manual_seed(0)
+    real, fake = torch.randn(6, 2), torch.randn(6, 2)
+    r2 = build("regularizer", "r2")
+    penalty = r2.d_penalty(DContext(critic, real, fake, Targets(), 0, 0.0))
+    assert float(penalty.detach()) > 0
+    assert float(r2.d_penalty(DContext(critic, real * 100, fake, Targets(), 0, 0.0)).detach()) == float(penalty)
+    assert float(r2.d_penalty(DContext(critic, real, fake * 100, Targets(), 0, 0.0)).detach()) != float(penalty)
+    penalty.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in critic[0].parameters())
+
+
 # -- networks ------------------------------------------------------------------------
 
 
@@ -606,6 +628,7 @@ MY_PLUGINS = {"losses", "regularizers"}
 # Options under which a component's trait set changes, besides its defaults.
 VARIANTS: dict[str, list[dict[str, Any]]] = {
     "r1": [{"every": 2}],
+    "r2": [{"every": 2}],
     "ema": [{"start": 3}],
     "instance-noise": [{"anneal": "none"}, {"anneal": "cosine"}],
 }
@@ -689,7 +712,7 @@ def test_an_annealed_strength_runs_from_one_to_anneal_to_monotonically(shape, en
 def test_annealed_penalties_scale_with_the_strength_at_their_progress(direction, norm, progress) -> None:
     ctx = unit_critic_context(direction, norm, 3, 0)
     at = DContext(ctx.discriminator, ctx.real, ctx.fake, ctx.targets, step=0, progress=progress)
-    for name, field in (("r1", "gamma"), ("gradient-penalty", "weight")):
+    for name, field in (("r1", "gamma"), ("r2", "gamma"), ("gradient-penalty", "weight")):
         constant = build("regularizer", name, **{field: 4.0})
         annealed = build("regularizer", name, **{field: 4.0, "anneal": "linear", "anneal_to": 0.0})
         expected = float(constant.d_penalty(at).detach()) * (1.0 - progress)
@@ -703,7 +726,7 @@ def test_diffaugment_annealed_to_zero_leaves_images_untouched_at_the_end() -> No
     assert not torch.equal(augment.transform_d_input(images, progress=0.0), images)
 
 
-@pytest.mark.parametrize("name", ["r1", "gradient-penalty", "diffaugment"])
+@pytest.mark.parametrize("name", ["r1", "r2", "gradient-penalty", "diffaugment"])
 def test_annealing_a_strength_gives_up_graph_safety(name: str) -> None:
     component = get_registry().get("regularizer", name)
     assert "graph-safe" in component.traits(component.validate({}))

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from fake_datasets import write_fake_cifar10, write_fake_images, write_fake_mnist
 from ganforge_core import DataError, get_registry
+from ganforge_core import features
 from ganforge_core.cli import app
 from ganforge_digit_metrics import classifier as clf
 from ganforge_digit_metrics import measures
@@ -225,10 +226,10 @@ def test_measures_on_known_inputs() -> None:
     assert measures.kl_to_uniform(torch.arange(10), 10) == pytest.approx(0.0)
     assert measures.kl_to_uniform(torch.zeros(5, dtype=torch.long), 10) == pytest.approx(math.log(10))
     x = torch.randn(500, 4)
-    assert measures.fid(x, x) == pytest.approx(0.0, abs=1e-6)
-    assert measures.fid(x, x + 3) == pytest.approx(36.0, rel=1e-6)  # |mu difference|^2 = 4 * 9
-    assert abs(measures.kid(x, torch.randn(500, 4), subset_size=200)) < 0.05
-    assert measures.kid(x, x + 3, subset_size=200) > 1
+    assert features.fid(x, x) == pytest.approx(0.0, abs=1e-6)
+    assert features.fid(x, x + 3) == pytest.approx(36.0, rel=1e-6)  # |mu difference|^2 = 4 * 9
+    assert abs(features.kid(x, torch.randn(500, 4), subset_size=200)) < 0.05
+    assert features.kid(x, x + 3, subset_size=200) > 1
     assert measures.precision_recall(x, x) == (1.0, 1.0)
     precision, recall = measures.precision_recall(x, torch.randn(500, 4) + 50)
     assert precision == 0.0 and recall == 0.0
@@ -236,9 +237,9 @@ def test_measures_on_known_inputs() -> None:
 
 def test_the_real_floor_is_averaged_over_halvings_of_one_pool() -> None:
     torch.manual_seed(0)
-    pool = measures.real_pool(torch.arange(100.0).unsqueeze(1), wanted=30)
+    pool = features.real_pool(torch.arange(100.0).unsqueeze(1), wanted=30)
     assert len(pool) == 60 and len(set(pool.flatten().tolist())) == 60  # two halves of 30, no repeats
-    assert len(measures.real_pool(torch.arange(9.0).unsqueeze(1), wanted=30)) == 8  # capped at N // 2 each
+    assert len(features.real_pool(torch.arange(9.0).unsqueeze(1), wanted=30)) == 8  # capped at N // 2 each
 
     seen: list[tuple[Tensor, Tensor]] = []
 
@@ -246,19 +247,19 @@ def test_the_real_floor_is_averaged_over_halvings_of_one_pool() -> None:
         seen.append((a, b))
         return {"size": float(len(a) + len(b)), "first": float(a[0, 0])}
 
-    result = measures.over_halvings(pool, torch.zeros(30, 1), 4, record)
+    result = features.over_halvings(pool, torch.zeros(30, 1), 4, record)
     assert len(seen) == 4 and result["size"] == 60.0
     assert result["first"] == pytest.approx(sum(float(a[0, 0]) for a, _ in seen) / 4)
     for a, b in seen:  # every halving splits the whole pool into disjoint halves
         assert sorted(torch.cat([a, b]).flatten().tolist()) == sorted(pool.flatten().tolist())
 
     # Averaging steadies the floor: over 100 draws, the spread of a 5-halving floor is well below one halving's.
-    features = torch.randn(400, 8) * torch.linspace(0.5, 3, 8)
+    embedded = torch.randn(400, 8) * torch.linspace(0.5, 3, 8)
     fake = torch.randn(200, 8)
 
     def floors(splits: int) -> Tensor:
         return torch.tensor(
-            [measures.over_halvings(features, fake, splits, measures.fid_scores)["real-floor"] for _ in range(100)]
+            [features.over_halvings(embedded, fake, splits, features.fid_scores)["real-floor"] for _ in range(100)]
         )
 
     assert floors(5).std() < 0.75 * floors(1).std()  # about 0.45 expected

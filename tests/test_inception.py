@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from ganforge_core import ConfigError, Dataset, RunConfig, get_registry, resolve
 from ganforge_core.cli import app
-from ganforge_digit_metrics.measures import fid
+from ganforge_core.features import fid
 from ganforge_inception import network
 from support import build_context
 

@@ -64,7 +64,7 @@ def ganforge_register_discriminators(register):
         "dcgan",
         build_discriminator,
         options=DiscriminatorOptions,
-        summary="strided-conv discriminator; norm 'auto' is BatchNorm, or LayerNorm under a gradient "
+        summary="strided-conv discriminator; norm 'auto' is BatchNorm, or LayerNorm under an input-gradient "
         "penalty; conditional: projection discriminator",
         requires={"image"},
         traits=_discriminator_traits,

@@ -34,7 +34,8 @@ class DiscriminatorOptions(Options):
     norm: Literal["auto", "batch", "layer", "none"] = Field(
         "auto",
         validate_default=True,
-        description="normalisation; auto: batch, or layer when the loss or a regularizer penalises D's gradients",
+        description="normalisation; auto: batch, or layer when the loss or a regularizer penalises D's "
+        "input gradient (trait input-gradient-penalty)",
     )
 
     @field_validator("norm")
@@ -43,7 +44,7 @@ class DiscriminatorOptions(Options):
         if value != "auto":
             return value
         resolve = (info.context or {}).get("resolve")
-        penalised = resolve is not None and "gradient-penalty" in resolve.loss_traits | resolve.regularizer_traits
+        penalised = resolve is not None and "input-gradient-penalty" in resolve.loss_traits | resolve.regularizer_traits
         return "layer" if penalised else "batch"
 
 

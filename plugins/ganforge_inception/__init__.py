@@ -26,8 +26,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor
 
 from ganforge_core import BuildContext, ConfigError, Dataset, Metric, Options, hookimpl
-from ganforge_digit_metrics import provenance
-from ganforge_digit_metrics.measures import fid_scores, kid_scores, over_halvings, real_pool
+from ganforge_core.features import fid_scores, kid_scores, over_halvings, real_pool, write_provenance
 from ganforge_inception import network
 from ganforge_inception.network import ENV, NO_WEIGHTS
 
@@ -116,7 +115,7 @@ class InceptionMetric(Metric):
             "n_real": 2 * m,
             "n_fake": m,
         }
-        provenance.record(self.name, fields)
+        write_provenance(self.name, fields)
         return over_halvings(real_features, fake_features, options.splits, self.measure)
 
     def measure(self, real_a: Tensor, real_b: Tensor, fake: Tensor) -> dict[str, float]:

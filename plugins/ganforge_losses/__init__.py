@@ -5,21 +5,24 @@ Traits the rest of ganforge checks:
 * ``targets``: the loss scores logits against ``ctx.targets``, so label smoothing
   acts on it. ``wasserstein`` and ``margin`` losses have no targets, and
   ``label-smoothing`` refuses them.
-* ``gradient-penalty``: the loss penalises D's input gradient itself; a second
-  penalty (the ``gradient-penalty`` or ``r1`` regularizer) is refused, and a
-  BatchNorm critic is refused.
+* ``input-gradient-penalty`` and ``lipschitz-penalty``: ``wgan-gp`` penalises
+  D's input gradient itself, pulling its norm toward 1 between real and fake
+  samples; a BatchNorm critic is refused, and so are the regularizers that pull
+  the same norm elsewhere or a second time (``r1``, ``r2``, ``gradient-penalty``).
 * ``weight-clipping``: ``wgan`` clips D's weights, which is pointless on top of
-  a gradient penalty or spectral normalisation (both bound the same Lipschitz
-  constant, and clipping then only cripples the critic), so both are refused.
+  a gradient penalty or spectral normalisation (each constrains the same
+  gradient, and clipping then only cripples the critic), so both are refused.
 * ``graph-safe``: every loss here depends on tensors alone (``wgan`` clips in
   place), so a CUDA graph may capture it.
+
+Every trait's meaning and readers: :mod:`ganforge_core.traits` (docs/traits.md).
 """
 
 from __future__ import annotations
 
 from ganforge_core import NoOptions, Recommendation, hookimpl
+from ganforge_core.penalties import NEEDS_NO_BATCHNORM
 from ganforge_losses.critics import HingeLoss, WGANGPLoss, WGANGPOptions, WGANLoss, WGANOptions
-from ganforge_losses.penalties import gradient_penalty, real_gradient_penalty
 from ganforge_losses.targets import (
     LeastSquaresLoss,
     LeastSquaresOptions,
@@ -27,8 +30,6 @@ from ganforge_losses.targets import (
     NonSaturatingLoss,
     RelativisticAverageLoss,
 )
-
-__all__ = ["PENALTY_NEEDS_NO_BATCHNORM", "WGANGPOptions", "gradient_penalty", "real_gradient_penalty"]
 
 GOODFELLOW = "Goodfellow et al. 2014, 'Generative adversarial nets'"
 DCGAN_ADAM = Recommendation(lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), d_steps=1)
@@ -42,12 +43,6 @@ WGAN_RMSPROP_LIKE = Recommendation(lr_g=5e-5, lr_d=5e-5, betas=(0.0, 0.99), d_st
 SNGAN_HINGE_ADAM = Recommendation(lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9), d_steps=5)
 # The LSGAN reference code trains its scene models with Adam at 1e-3, beta1 0.5.
 LSGAN_ADAM = Recommendation(lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.999), d_steps=1)
-
-PENALTY_NEEDS_NO_BATCHNORM = (
-    "BatchNorm couples the samples of a batch, which invalidates the per-sample gradient penalty; "
-    "use a critic without it (dcgan: norm=layer or norm=none)"
-)
-
 
 @hookimpl
 def ganforge_register_losses(register):
@@ -94,8 +89,8 @@ def ganforge_register_losses(register):
         summary="Wasserstein critic with weight clipping; lr 5e-5, Adam (0, 0.99) standing in for RMSprop, 5 D steps",
         traits={"wasserstein", "weight-clipping", "graph-safe"},
         conflicts={
-            "gradient-penalty": "weight clipping and a gradient penalty both bound the critic's Lipschitz "
-            "constant, and clipping on top of a penalty only cripples the critic; use loss 'wgan-gp' instead",
+            "input-gradient-penalty": "weight clipping and a gradient penalty both constrain the critic's "
+            "gradient, and clipping on top of a penalty only cripples the critic; use loss 'wgan-gp' instead",
             "spectral-norm": "spectral normalisation already bounds the critic's Lipschitz constant, and clipping "
             "the raw weights under it only cripples the critic; use loss 'wgan-gp' or 'hinge' with spectral-norm",
         },
@@ -107,8 +102,8 @@ def ganforge_register_losses(register):
         lambda options, ctx: WGANGPLoss(options),
         options=WGANGPOptions,
         summary="Wasserstein critic with gradient penalty; Adam 1e-4, betas (0, 0.9), 5 critic steps",
-        traits={"wasserstein", "gradient-penalty", "graph-safe"},
-        conflicts={"batchnorm-in-d": PENALTY_NEEDS_NO_BATCHNORM},
+        traits={"wasserstein", "input-gradient-penalty", "lipschitz-penalty", "graph-safe"},
+        conflicts={"batchnorm-in-d": NEEDS_NO_BATCHNORM},
         recommends=WGAN_GP_ADAM,
         paper="Gulrajani et al. 2017, 'Improved training of Wasserstein GANs'",
     )

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
 from ganforge_core import DContext, GContext, Loss, Options
-from ganforge_losses.penalties import gradient_penalty
+from ganforge_core.penalties import GradientPenaltyOptions, gradient_penalty
 
 
 class WGANOptions(Options):
@@ -36,11 +34,8 @@ class WGANLoss(Loss):
             parameter.clamp_(-self.clip, self.clip)
 
 
-class WGANGPOptions(Options):
-    weight: float = Field(10.0, ge=0, description="lambda, the gradient penalty's weight")
-    penalty: Literal["two-sided", "one-sided"] = Field(
-        "two-sided", description="two-sided: (|g|-1)^2; one-sided: max(0, |g|-1)^2"
-    )
+class WGANGPOptions(GradientPenaltyOptions):
+    """The penalty's weight and shape, shared with the ``gradient-penalty`` regularizer."""
 
 
 class WGANGPLoss(Loss):

@@ -1,4 +1,4 @@
-"""Stabilisers: spectral-norm, ema, label-smoothing, instance-noise, packing, diffaugment, r1, gradient-penalty.
+"""Stabilisers: spectral-norm, ema, label-smoothing, instance-noise, packing, diffaugment, r1, r2, gradient-penalty.
 
 Combinations refused before training, and why (each is a ``conflicts`` entry,
 a ``requires`` entry or an option validator, so the user gets one line):
@@ -6,15 +6,17 @@ a ``requires`` entry or an option validator, so the user gets one line):
 * ``label-smoothing`` with a ``wasserstein`` (wgan, wgan-gp) or ``margin``
   (hinge) loss: those losses have no targets, so smoothing would silently do
   nothing.
-* ``r1`` or ``gradient-penalty`` with a ``batchnorm-in-d`` critic: BatchNorm
-  makes each logit depend on the whole batch, so the per-sample input gradient
-  the penalty constrains is not the critic's.
-* ``r1`` or ``gradient-penalty`` with another ``gradient-penalty`` (the other
-  one, or the wgan-gp loss's own): R1 pulls D's gradient norm to 0 at real
-  data, WGAN-GP to 1 between real and fake; stacking them fights or doubles
-  the penalty. Raise the one weight instead.
-* ``wgan`` (weight clipping) with a gradient penalty or spectral norm: refused
-  by the loss; clipping on top of another Lipschitz bound only cripples D.
+* ``r1``, ``r2`` or ``gradient-penalty`` with a ``batchnorm-in-d`` critic:
+  BatchNorm makes each logit depend on the whole batch, so the per-sample input
+  gradient the penalty constrains is not the critic's.
+* ``r1`` or ``r2`` with a ``lipschitz-penalty`` (the ``gradient-penalty``
+  regularizer, or the wgan-gp loss's own): R1 and R2 pull D's gradient norm to 0
+  at real or fake data, WGAN-GP to 1 between them; the two fight.
+* ``gradient-penalty`` with the wgan-gp loss: the same penalty twice. Raise the
+  one weight instead.
+* ``r1`` with ``r2`` is allowed: both are zero-centred (R3GAN uses the pair).
+* ``wgan`` (weight clipping) with any of these penalties or spectral norm:
+  refused by the loss; clipping on top of another constraint only cripples D.
 * ``packing`` with a batch size that m does not divide (option validator), and
   with ``--conditional``: a packed D input holds m samples but takes one label.
 * ``diffaugment`` on vector data (``requires={"image"}``): translation and
@@ -28,16 +30,20 @@ to augment each sample before packing.
 from __future__ import annotations
 
 from ganforge_core import graph_safe_unless_annealed, hookimpl
-from ganforge_losses import PENALTY_NEEDS_NO_BATCHNORM
+from ganforge_core.penalties import NEEDS_NO_BATCHNORM
 from ganforge_regularizers.d_inputs import InstanceNoise, InstanceNoiseOptions, Packing, PackingOptions
 from ganforge_regularizers.diffaugment import DiffAugment, DiffAugmentOptions
 from ganforge_regularizers.networks import EMAOptions, GeneratorEMA, SpectralNorm, SpectralNormOptions
-from ganforge_regularizers.penalties import R1, GradientPenalty, GradientPenaltyOptions, R1Options
+from ganforge_regularizers.penalties import R1, R2, GradientPenalty, GradientPenaltyOptions, R1Options, R2Options
 from ganforge_regularizers.targets import LabelSmoothing, LabelSmoothingOptions
 
-ONE_PENALTY = (
-    "D's input gradient is already penalised by another component (wgan-gp's own penalty, r1 or "
-    "gradient-penalty); two penalties pull its norm toward different targets or double it; keep one"
+ZERO_VERSUS_ONE = (
+    "R1 and R2 pull D's gradient norm to 0 at real or fake samples, a Lipschitz penalty (wgan-gp's own "
+    "or the gradient-penalty regularizer) to 1 between them; the two fight; keep one"
+)
+ONE_LIPSCHITZ_PENALTY = (
+    "D's gradient norm is already pulled toward 1 between real and fake samples by wgan-gp's own penalty; "
+    "a second copy only doubles it; keep one and raise its weight"
 )
 
 
@@ -107,16 +113,28 @@ def ganforge_register_regularizers(register):
         options=R1Options,
         summary="R1: gamma/2 * E||grad D(real)||^2, optionally lazily every k steps (StyleGAN2)",
         # Lazy regularisation decides from the step number on the host.
-        traits=lambda o: {"gradient-penalty"} | (graph_safe_unless_annealed(o) if o.every == 1 else set()),
-        conflicts={"batchnorm-in-d": PENALTY_NEEDS_NO_BATCHNORM, "gradient-penalty": ONE_PENALTY},
+        traits=lambda o: {"input-gradient-penalty"} | (graph_safe_unless_annealed(o) if o.every == 1 else set()),
+        conflicts={"batchnorm-in-d": NEEDS_NO_BATCHNORM, "lipschitz-penalty": ZERO_VERSUS_ONE},
         paper="Mescheder et al. 2018, 'Which training methods for GANs do actually converge?', eq. 9",
+    )
+    register(
+        "r2",
+        lambda options, ctx: R2(options),
+        options=R2Options,
+        summary="R2: gamma/2 * E||grad D(fake)||^2, optionally lazily every k steps; with r1, R3GAN's pair",
+        # Lazy regularisation decides from the step number on the host.
+        traits=lambda o: {"input-gradient-penalty"} | (graph_safe_unless_annealed(o) if o.every == 1 else set()),
+        conflicts={"batchnorm-in-d": NEEDS_NO_BATCHNORM, "lipschitz-penalty": ZERO_VERSUS_ONE},
+        paper="Mescheder et al. 2018, eq. 10, after Roth et al. 2017, 'Stabilizing training of generative "
+        "adversarial networks through regularization'; Huang et al. 2024, 'The GAN is dead; long live the GAN! "
+        "A modern GAN baseline' (R3GAN)",
     )
     register(
         "gradient-penalty",
         lambda options, ctx: GradientPenalty(options),
         options=GradientPenaltyOptions,
         summary="WGAN-GP's gradient penalty on real-fake interpolates, added to any loss",
-        traits=lambda o: {"gradient-penalty"} | graph_safe_unless_annealed(o),
-        conflicts={"batchnorm-in-d": PENALTY_NEEDS_NO_BATCHNORM, "gradient-penalty": ONE_PENALTY},
+        traits=lambda o: {"input-gradient-penalty", "lipschitz-penalty"} | graph_safe_unless_annealed(o),
+        conflicts={"batchnorm-in-d": NEEDS_NO_BATCHNORM, "lipschitz-penalty": ONE_LIPSCHITZ_PENALTY},
         paper="Gulrajani et al. 2017, 'Improved training of Wasserstein GANs', eq. 3; Kurach et al. 2019",
     )

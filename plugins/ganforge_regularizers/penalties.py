@@ -1,12 +1,12 @@
-"""D penalties on its input gradient: ``r1`` and ``gradient-penalty``."""
+"""D penalties on its input gradient: ``r1``, ``r2`` and ``gradient-penalty`` (maths in ganforge_core.penalties)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 from torch import Tensor
 
-from ganforge_core import Annealing, DContext, Regularizer
-from ganforge_losses import WGANGPOptions, gradient_penalty, real_gradient_penalty
+from ganforge_core import Annealing, DContext, Regularizer, penalties
+from ganforge_core.penalties import fake_gradient_penalty, gradient_penalty, real_gradient_penalty
 
 
 class R1Options(Annealing):
@@ -39,7 +39,30 @@ class R1(Regularizer):
         return (0.5 * gamma * self.every) * real_gradient_penalty(ctx)
 
 
-class GradientPenaltyOptions(WGANGPOptions, Annealing):
+class R2Options(R1Options):
+    gamma: float = Field(10.0, ge=0, description="gamma: the penalty is gamma/2 * E ||grad D(G(z))||^2")
+
+
+class R2(Regularizer):
+    """Zero-centred penalty on D's gradient at generated data (Mescheder et al. 2018, eq. 10; Roth et al. 2017).
+
+    R1's twin on the fake batch; R3GAN (Huang et al. 2024) trains with both at the same gamma. ``every``
+    works as R1's does.
+    """
+
+    def __init__(self, options: R2Options) -> None:
+        self.options = options
+        self.gamma = options.gamma
+        self.every = options.every
+
+    def d_penalty(self, ctx: DContext) -> Tensor | None:
+        if ctx.step % self.every:
+            return None
+        gamma = self.gamma * self.options.strength(ctx.progress)
+        return (0.5 * gamma * self.every) * fake_gradient_penalty(ctx)
+
+
+class GradientPenaltyOptions(penalties.GradientPenaltyOptions, Annealing):
     """The options of ``wgan-gp``'s own penalty, and annealing of its weight."""
 
 
