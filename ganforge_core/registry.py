@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -11,6 +13,25 @@ from pydantic import ValidationError
 
 from ganforge_core.components import KINDS, Kind, NoOptions, Options, Recommendation, Renderer, ResolveContext
 from ganforge_core.errors import ConfigError, did_you_mean, one_of
+
+# Traits a later contract version split up: old name -> (its replacements, that version).
+# docs/contract-changelog.md says why; docs/traits.md has the new meanings.
+RENAMED_TRAITS: dict[str, tuple[tuple[str, ...], int]] = {
+    "gradient-penalty": (("input-gradient-penalty", "lipschitz-penalty"), 2),
+}
+
+
+def _renamed(traits: Iterable[str]) -> frozenset[str]:
+    return frozenset(new for t in traits for new in RENAMED_TRAITS.get(t, ((t,), 0))[0])
+
+
+def _renaming(spec: Callable[[Any], Iterable[str]]) -> Callable[[Any], Iterable[str]]:
+    @functools.wraps(spec)
+    def traits(options: Any) -> frozenset[str]:
+        return _renamed(spec(options))
+
+    return traits
+
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 ALLOW_LIST_VARIABLE = "GANFORGE_PLUGINS"  # the plugins to load (ganforge_core.plugins reads it)
@@ -172,6 +193,7 @@ class Registry:
         if problem:
             self.problems.append(PluginProblem(component.plugin, problem))
             return
+        component = self._renamed_traits(component)
         key = (component.kind, component.name)
         offers = self._offers.setdefault(key, [])
         if any(offer.plugin == component.plugin for offer in offers):
@@ -212,6 +234,30 @@ class Registry:
         return (
             f"{c.label} is also registered by {others}, so none of them is used; "
             f"leave all but one out with {ALLOW_LIST_VARIABLE} or rename it"
+        )
+
+    def _renamed_traits(self, c: Component) -> Component:
+        """A component written to an older contract that names a trait since split up keeps
+        working: the old name is read as all its replacements, with one warning naming them."""
+        spec = c.trait_spec
+        used = (set() if callable(spec) else set(spec)) | set(c.requires) | set(c.conflicts)
+        for old in sorted(used & set(RENAMED_TRAITS)):
+            new, version = RENAMED_TRAITS[old]
+            self.problems.append(
+                PluginProblem(
+                    c.plugin,
+                    f"{c.label} uses the trait '{old}', which contract version {version} split into "
+                    f"{' and '.join(repr(n) for n in new)}; it is read as {'both' if len(new) == 2 else 'all'} "
+                    "for now: name the one you mean",
+                )
+            )
+        if callable(spec):
+            spec = _renaming(spec)
+        return dataclasses.replace(
+            c,
+            trait_spec=spec if callable(spec) else _renamed(spec),
+            requires=_renamed(c.requires),
+            conflicts={new: reason for old, reason in c.conflicts.items() for new in _renamed([old])},
         )
 
     def _invalid(self, c: Component) -> str | None:

@@ -940,6 +940,44 @@ def test_builtins_are_told_apart_by_their_distribution(
     assert alone.registry.get("loss", "shared-loss").plugin == "dup-2" and alone.registry.problems == []
 
 
+# -- a plugin written to contract version 1 keeps working ------------------------------
+
+
+class VersionOnePenalties:
+    """Declares and refuses the trait 'gradient-penalty', which version 2 split in two."""
+
+    @hookimpl
+    def ganforge_register_losses(self, register):
+        register("v1-gp-loss", lambda o, ctx: SoftplusLoss(), traits={"gradient-penalty"}, summary="old trait")
+
+    @hookimpl
+    def ganforge_register_regularizers(self, register):
+        register(
+            "v1-penalty", lambda o, ctx: Regularizer(), conflicts={"gradient-penalty": "one penalty"}, summary="old"
+        )
+
+
+def test_a_split_trait_is_read_as_its_replacements_with_one_warning_each() -> None:
+    from ganforge_core import resolve
+    from ganforge_core.errors import ConfigError
+
+    plugins = Plugins(extra=[("v1", VersionOnePenalties())])
+    assert problems_of(plugins, "v1") == [
+        "loss 'v1-gp-loss' uses the trait 'gradient-penalty', which contract version 2 split into "
+        "'input-gradient-penalty' and 'lipschitz-penalty'; it is read as both for now: name the one you mean",
+        "regularizer 'v1-penalty' uses the trait 'gradient-penalty', which contract version 2 split into "
+        "'input-gradient-penalty' and 'lipschitz-penalty'; it is read as both for now: name the one you mean",
+    ]
+    loss = plugins.registry.get("loss", "v1-gp-loss")
+    assert loss.traits(loss.validate({})) == {"input-gradient-penalty", "lipschitz-penalty"}
+    # What version 1 meant still holds: dcgan's norm=auto drops BatchNorm for the loss,
+    plan = resolve(RunConfig(loss="v1-gp-loss"), plugins.registry)
+    assert plan.discriminator.options.model_dump()["norm"] == "layer"
+    # and the old conflict refuses what it refused before (r1 is an input-gradient penalty).
+    with pytest.raises(ConfigError, match="regularizer 'v1-penalty' cannot be combined with regularizer 'r1'"):
+        resolve(RunConfig(regularizers=["r1", "v1-penalty"]), plugins.registry)
+
+
 # -- the meta-test --------------------------------------------------------------------
 
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("ganforge_"))
