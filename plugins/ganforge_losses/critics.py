@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
-from ganforge_core import DContext, GContext, Loss, Options
+from ganforge_core import DContext, GContext, Loss
+from ganforge_losses.options import WGANGPOptions, WGANOptions
 from ganforge_losses.penalties import gradient_penalty
-
-
-class WGANOptions(Options):
-    clip: float = Field(0.01, gt=0, description="c: D's parameters are clipped to [-c, c] after every D step")
 
 
 class WGANLoss(Loss):
@@ -34,13 +28,6 @@ class WGANLoss(Loss):
         # In place on the tensors, so a captured CUDA graph replays it.
         for parameter in discriminator.parameters():
             parameter.clamp_(-self.clip, self.clip)
-
-
-class WGANGPOptions(Options):
-    weight: float = Field(10.0, ge=0, description="lambda, the gradient penalty's weight")
-    penalty: Literal["two-sided", "one-sided"] = Field(
-        "two-sided", description="two-sided: (|g|-1)^2; one-sided: max(0, |g|-1)^2"
-    )
 
 
 class WGANGPLoss(Loss):

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
 from torch import Tensor
 
-from ganforge_core import Annealing, DContext, Regularizer
-from ganforge_losses import WGANGPOptions, gradient_penalty, real_gradient_penalty
-
-
-class R1Options(Annealing):
-    gamma: float = Field(10.0, ge=0, description="gamma: the penalty is gamma/2 * E ||grad D(x_real)||^2")
-    every: int = Field(
-        1,
-        ge=1,
-        description="lazy regularisation: penalise every k-th G step with k times the weight (StyleGAN2: 16)",
-    )
+from ganforge_core import DContext, Regularizer
+from ganforge_losses.penalties import gradient_penalty, real_gradient_penalty
+from ganforge_regularizers.options import GradientPenaltyOptions, R1Options
 
 
 class R1(Regularizer):
@@ -37,10 +28,6 @@ class R1(Regularizer):
             return None
         gamma = self.gamma * self.options.strength(ctx.progress)
         return (0.5 * gamma * self.every) * real_gradient_penalty(ctx)
-
-
-class GradientPenaltyOptions(WGANGPOptions, Annealing):
-    """The options of ``wgan-gp``'s own penalty, and annealing of its weight."""
 
 
 class GradientPenalty(Regularizer):
