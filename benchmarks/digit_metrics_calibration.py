@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ganforge_core import get_registry
 from ganforge_core.components import BuildContext
-from ganforge_digit_metrics import digit_outputs, heldout_scores
+from ganforge_digit_metrics.metrics import digit_outputs, heldout_scores
 from ganforge_digit_metrics.classifier import split
 
 BLUR = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16

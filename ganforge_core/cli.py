@@ -1,22 +1,31 @@
 """The ``ganforge`` command line. Torch is imported only inside commands that train.
 
-This module assembles the app from :mod:`ganforge_core.commands` and owns
+This module assembles the app from :mod:`ganforge_core.commands`, then adds the
+commands of every loaded plugin (``ganforge_register_commands``), and owns
 :func:`main`, the console-script entry point (``ganforge_core.cli:main``).
 """
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import typer
+import typer.main
+from typer.models import CommandInfo, TyperInfo
 
-from ganforge_core import bench as _bench
 from ganforge_core.commands import export as _export
 from ganforge_core.commands import inspection as _inspection
 from ganforge_core.commands import training as _training
-from ganforge_core.commands.common import COMPONENT_HELP, FLAGS
+from ganforge_core.commands.common import COMPONENT_HELP, FLAGS, not_main_rank, one_line, user_errors
+from ganforge_core.registry import PluginProblem
 
-__all__ = ["COMPONENT_HELP", "FLAGS", "app", "main"]
+if TYPE_CHECKING:
+    from ganforge_core.plugins import Plugins
+
+__all__ = ["COMPONENT_HELP", "FLAGS", "add_plugin_commands", "app", "main"]
 
 app = typer.Typer(
     name="ganforge",
@@ -40,7 +49,6 @@ app.command()(_inspection.plugins)
 app.command()(_inspection.sample)
 app.command("eval")(_inspection.evaluate)
 app.command("export")(_export.export)
-app.command("bench")(_bench.command)
 docs_app = typer.Typer(name="docs", help="Generate documentation pages.", hidden=True, no_args_is_help=True)
 app.add_typer(docs_app)
 
@@ -51,6 +59,107 @@ def docs_cli() -> None:
     from ganforge_core.clidocs import cli_reference
 
     typer.echo(cli_reference(app), nl=False)
+
+
+COMMANDS_HOOK = "ganforge_register_commands"
+
+
+def _command_name(entry: CommandInfo | TyperInfo) -> str:
+    """The name ``ganforge`` lists a command or group under, resolved the way typer does."""
+    alone = typer.Typer()
+    if isinstance(entry, CommandInfo):
+        alone.registered_commands.append(entry)
+    else:
+        alone.registered_groups.append(entry)
+    return next(iter(typer.main.get_group(alone).commands))
+
+
+def _entries(cli: typer.Typer) -> list[CommandInfo | TyperInfo]:
+    return [*cli.registered_commands, *cli.registered_groups]
+
+
+def _one_line_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """``callback`` with a ``GanforgeError`` (or invalid options, or an OSError) as one ``error:`` line."""
+    if getattr(callback, "ganforge_one_line_errors", False):
+        return callback
+
+    @functools.wraps(callback)  # typer reads the wrapped function's signature
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with user_errors():
+            return callback(*args, **kwargs)
+
+    run.ganforge_one_line_errors = True  # type: ignore[attr-defined]
+    return run
+
+
+def _wrap_errors(cli: typer.Typer) -> None:
+    """Wrap every command callback of ``cli`` and its groups, at any depth."""
+    for command in cli.registered_commands:
+        if command.callback is not None:
+            command.callback = _one_line_errors(command.callback)
+    if cli.registered_callback is not None and callable(cli.registered_callback.callback):
+        cli.registered_callback.callback = _one_line_errors(cli.registered_callback.callback)
+    for group in cli.registered_groups:
+        if isinstance(group.typer_instance, typer.Typer):
+            _wrap_errors(group.typer_instance)
+
+
+def add_plugin_commands(cli: typer.Typer, plugins: Plugins, warn: Callable[[str], None]) -> list[str]:
+    """Add each plugin's commands to ``cli``; the names added, in order.
+
+    Each plugin registers on a typer app of its own, then its commands join ``cli``
+    one by one: a name the core or an earlier plugin (entry-point name order) has
+    taken is not added, and ``warn`` hears of it, naming the plugin; so does a
+    plugin whose hook raised, and the others still add theirs. Plugin commands
+    report ``GanforgeError`` as one line, like the core's.
+    """
+    taken = {_command_name(entry): "ganforge" for entry in _entries(cli)}
+    added: list[str] = []
+    names = [name for name, _ in plugins.manager.list_name_plugin()]
+    for plugin in names:
+        own = typer.Typer()
+        failed = False
+
+        def report(name: str, exc: Exception) -> None:
+            nonlocal failed
+            failed = True
+            warn(str(PluginProblem(name, f"{COMMANDS_HOOK} raised {exc!r}")))
+
+        plugins.call_each(COMMANDS_HOOK, report, skip=[n for n in names if n != plugin], cli=own)
+        for entry in [] if failed else _entries(own):  # none of a plugin whose hook raised
+            try:
+                name = _command_name(entry)
+            except Exception as exc:  # noqa: BLE001 - a malformed command is the plugin's
+                report(plugin, exc)
+                continue
+            if name in taken:
+                owner = "ganforge" if taken[name] == "ganforge" else f"plugin '{taken[name]}'"
+                warn(str(PluginProblem(plugin, f"command '{name}' is taken by {owner}; not added")))
+                continue
+            taken[name] = plugin
+            added.append(name)
+            if isinstance(entry, CommandInfo):
+                if entry.callback is not None:
+                    entry.callback = _one_line_errors(entry.callback)
+                cli.registered_commands.append(entry)
+            else:
+                _wrap_errors(entry.typer_instance)
+                cli.registered_groups.append(entry)
+    return added
+
+
+def _warn(message: str) -> None:
+    if not not_main_rank():  # rank 0 warns
+        typer.echo(f"warning: {one_line(message)}", err=True)
+
+
+def _load_plugin_commands() -> None:
+    from ganforge_core.plugins import get_plugins
+
+    add_plugin_commands(app, get_plugins(), _warn)
+
+
+_load_plugin_commands()
 
 
 def main() -> None:
@@ -66,8 +175,6 @@ def main() -> None:
             typer.echo(ctx.get_help())
             sys.exit(0)
         command = ctx.command_path if ctx is not None else "ganforge"
-        from ganforge_core.commands.common import one_line
-
         typer.echo(f"error: {one_line(exc.format_message())} (see '{command} --help')", err=True)
         code = exc.exit_code
     except typer.Abort:

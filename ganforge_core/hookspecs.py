@@ -150,11 +150,16 @@ def ganforge_register_commands(cli: typer.Typer) -> None:
     """Add subcommands to the ``ganforge`` command line (simonw/llm's ``register_commands``).
 
     Decorate functions with ``@cli.command()`` or add a group with
-    ``cli.add_typer(...)``. Import torch inside the commands, not at module level,
-    so that ``ganforge --help`` stays fast. A command whose name is taken by the
-    core or an earlier plugin is not added, with a warning.
+    ``cli.add_typer(...)``. The plugin's module is imported to list the commands,
+    so keep torch imports inside the commands, and ``ganforge --help`` stays fast.
+    A command whose name is taken by the core or an earlier plugin (by entry-point
+    name) is not added, with a warning naming the plugin; so a plugin cannot
+    replace a built-in command. A ``GanforgeError`` (``ConfigError`` for bad
+    input) raised by a command is printed as one ``error:`` line with its exit
+    status, as the core's commands do.
 
-    :param cli: the ``ganforge`` typer application.
+    :param cli: a typer application of this plugin's own, whose commands and groups
+        join ``ganforge``'s.
     """
 
 

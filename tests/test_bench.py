@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ganforge_core import RunConfig, bench, get_registry, resolve
+from ganforge_bench import bench
+from ganforge_core import RunConfig, get_registry, resolve
 from ganforge_core.cli import app
 from ganforge_core.errors import ConfigError
 
@@ -86,6 +87,27 @@ def test_the_preset_recipe_is_the_shipped_preset_of_the_dataset(dataset: str, tm
 def test_mean_and_standard_error() -> None:
     assert bench.mean_and_error([1.0, 2.0, 3.0]) == (2.0, pytest.approx(1 / math.sqrt(3)))
     assert bench.mean_and_error([5.0]) == (5.0, None)
+
+
+def test_a_seed_trains_with_the_threads_it_is_given(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import types
+
+    import torch
+
+    import ganforge_core
+
+    seen = []
+
+    def train(fields: dict, quiet: bool) -> types.SimpleNamespace:
+        seen.append(torch.get_num_threads())
+        return types.SimpleNamespace(results={"mixture-modes/modes": 8.0})
+
+    monkeypatch.setattr(ganforge_core, "train", train)
+    before = torch.get_num_threads()
+    row = bench.train_one({"seed": 4, "out": str(tmp_path)}, threads=before + 1)
+    assert seen == [before + 1] and torch.get_num_threads() == before
+    assert row["seed"] == 4 and row["mixture-modes/modes"] == 8.0
+    assert json.loads((tmp_path / bench.RECORD).read_text())["row"] == row
 
 
 def test_table_puts_our_row_beside_the_published_ones() -> None:

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -306,6 +307,26 @@ def test_help_import_profile_has_no_torch(tmp_path: Path) -> None:
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
     assert "ganforge_core.cli" in imported
     assert [m for m in imported if m.split(".")[0] == "torch"] == []
+
+
+def builtin_entry_points() -> dict[str, str]:
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    return project["project"]["entry-points"]["ganforge"]
+
+
+@pytest.mark.parametrize(("name", "module"), sorted(builtin_entry_points().items()))
+def test_builtin_plugin_imports_without_torch_or_numpy(name: str, module: str, tmp_path: Path) -> None:
+    """The CLI imports every plugin to find its commands, even for --help: networks and maths load later."""
+    probe = (
+        f"import sys, {module}; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'torchvision', 'numpy'})[:5])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=environment(), capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]", f"importing plugin '{name}' ({module}) imported {result.stdout.strip()}"
 
 
 # -- bad inputs: one line, exit 2, no traceback ---------------------------------------

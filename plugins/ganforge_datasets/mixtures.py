@@ -4,6 +4,7 @@ ring-8: means (cos 2πk/8, sin 2πk/8) for k = 0..7, std 0.01 (note 2πk/8, not 
 linspace to 2π, which would make two modes coincide). grid-25: means on
 {-4,-2,0,2,4}², std 0.05. A fixed training set of 100,000 points, drawn from a
 generator seeded by the ``data_seed`` option so the set is the same in every run.
+Importing this module does not import torch: building a set does.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field
 
 from ganforge_core import BuildContext, Dataset, Options
+
+if TYPE_CHECKING:
+    import torch
 
 
 class MixtureOptions(Options):
@@ -32,11 +36,15 @@ class Mixture:
 
 
 def ring_means() -> torch.Tensor:
+    import torch
+
     angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
     return torch.stack([angles.cos(), angles.sin()], dim=1).float()
 
 
 def grid_means() -> torch.Tensor:
+    import torch
+
     axis = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
     return torch.cartesian_prod(axis, axis)
 
@@ -47,6 +55,8 @@ GRID_25 = Mixture("grid-25", "25 Gaussians on a 5x5 grid of spacing 2, std 0.05 
 
 def make_mixture(mixture: Mixture) -> Callable[[MixtureOptions, BuildContext], Dataset]:
     def build(options: MixtureOptions, ctx: BuildContext) -> Dataset:
+        import torch
+
         generator = torch.Generator().manual_seed(options.data_seed)
         means = mixture.means()
         modes = torch.randint(len(means), (options.n,), generator=generator)

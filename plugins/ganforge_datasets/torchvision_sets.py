@@ -20,14 +20,13 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from ganforge_core import BuildContext, DataError, Dataset, Options
+from ganforge_core import BuildContext, DataError, Dataset
+from ganforge_datasets.options import TorchvisionOptions
 
 IDX_TYPES = {0x08: np.uint8}
 
@@ -35,17 +34,6 @@ IDX_TYPES = {0x08: np.uint8}
 def default_root() -> Path:
     cache = os.environ.get("GANFORGE_CACHE")
     return (Path(cache) if cache else Path.home() / ".cache" / "ganforge") / "data"
-
-
-class TorchvisionOptions(Options):
-    root: Path | None = Field(None, description="directory in torchvision's layout; default: $GANFORGE_CACHE/data")
-    split: Literal["train", "test"] = Field("train", description="which split to load")
-    size: int = Field(28, ge=8, le=256, description="side of the square images, resized bilinearly")
-    download: bool = Field(False, description="download into root with torchvision first (needs the internet)")
-
-
-class CifarOptions(TorchvisionOptions):
-    size: int = Field(32, ge=8, le=256, description="side of the square images, resized bilinearly")
 
 
 @dataclass(frozen=True)

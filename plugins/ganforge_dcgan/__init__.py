@@ -7,13 +7,7 @@ concatenated to z, D as a projection discriminator (Miyato & Koyama 2018).
 from __future__ import annotations
 
 from ganforge_core import hookimpl
-from ganforge_core.layers import class_count
-from ganforge_dcgan.networks import (
-    DCGANDiscriminator,
-    DCGANGenerator,
-    DiscriminatorOptions,
-    GeneratorOptions,
-)
+from ganforge_dcgan.options import DiscriminatorOptions, GeneratorOptions
 
 PAPER = (
     "Radford et al. 2016, 'Unsupervised representation learning with deep convolutional GANs'; "
@@ -30,11 +24,17 @@ def _needs_square_images(ctx):
 
 
 def build_generator(options: GeneratorOptions, ctx):
+    from ganforge_core.layers import class_count
+    from ganforge_dcgan.networks import DCGANGenerator
+
     _needs_square_images(ctx)
     return DCGANGenerator(options, ctx.data_shape[0], ctx.data_shape[1], class_count(ctx))
 
 
 def build_discriminator(options: DiscriminatorOptions, ctx):
+    from ganforge_core.layers import class_count
+    from ganforge_dcgan.networks import DCGANDiscriminator
+
     _needs_square_images(ctx)
     shape = ctx.d_input_shape or ctx.data_shape  # packing multiplies the channels
     return DCGANDiscriminator(options, shape[0], shape[1], class_count(ctx))

@@ -15,37 +15,10 @@ exactly the layers, parameters and initialisation they always had.
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 
-from ganforge_core import Options
 from ganforge_core.layers import ClassProjection, LabelEmbedding
-
-
-class GeneratorOptions(Options):
-    z_dim: int = Field(100, ge=1, description="latent dimensions")
-    width: int = Field(64, ge=1, description="channels of the last hidden layer; doubled per layer inwards")
-
-
-class DiscriminatorOptions(Options):
-    width: int = Field(64, ge=1, description="channels of the first layer; doubled per layer")
-    norm: Literal["auto", "batch", "layer", "none"] = Field(
-        "auto",
-        validate_default=True,
-        description="normalisation; auto: batch, or layer when the loss or a regularizer penalises D's "
-        "input gradient (trait input-gradient-penalty)",
-    )
-
-    @field_validator("norm")
-    @classmethod
-    def _auto(cls, value: str, info: ValidationInfo) -> str:
-        if value != "auto":
-            return value
-        resolve = (info.context or {}).get("resolve")
-        penalised = resolve is not None and "input-gradient-penalty" in resolve.loss_traits | resolve.regularizer_traits
-        return "layer" if penalised else "batch"
+from ganforge_dcgan.options import DiscriminatorOptions, GeneratorOptions
 
 
 def upsampling_plan(size: int) -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""torchvision's Inception v3 as a 2048-feature extractor; no ganforge_core import.
+"""torchvision's Inception v3 as a 2048-feature extractor (its settings ``ENV`` and ``NO_WEIGHTS``
+are in :mod:`ganforge_inception.options`, which imports no torch).
 
 The architecture is ``torchvision.models.inception_v3`` (ImageNet, 1,000 classes),
 built without weights; the weights come from a local file the user names, or from
@@ -32,7 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ENV = "GANFORGE_INCEPTION_WEIGHTS"
+from ganforge_inception.options import ENV, NO_WEIGHTS
+
 NAME = "torchvision inception_v3"
 FEATURES = 2048
 SIZE = 299
@@ -41,14 +43,6 @@ STD = (0.229, 0.224, 0.225)
 NESTED = ("state_dict", "model_state_dict", "model")  # keys under which checkpoints nest a state dict
 UNUSED = ("AuxLogits.", "fc.")  # the auxiliary head and the classifier: not part of the pool features
 TF_FID_CLASSES = 1008  # pytorch-fid's port of the TF-FID graph has a 1,008-way classifier
-# `ganforge eval --metric` takes names only, so the variable comes first.
-NO_WEIGHTS = (
-    f"no Inception v3 weights: set {ENV}=FILE (a torchvision inception_v3 state dict), or give the metric "
-    "weights=FILE, or download=true to fetch torchvision's ImageNet weights into torch.hub's cache once "
-    "(needs the internet)"
-)
-
-
 class WeightsError(ValueError):
     """A weights file that is missing, unreadable or not an Inception v3; one line."""
 

@@ -22,14 +22,7 @@ from __future__ import annotations
 
 from ganforge_core import NoOptions, Recommendation, hookimpl
 from ganforge_core.penalties import NEEDS_NO_BATCHNORM
-from ganforge_losses.critics import HingeLoss, WGANGPLoss, WGANGPOptions, WGANLoss, WGANOptions
-from ganforge_losses.targets import (
-    LeastSquaresLoss,
-    LeastSquaresOptions,
-    MinimaxLoss,
-    NonSaturatingLoss,
-    RelativisticAverageLoss,
-)
+from ganforge_losses.options import LeastSquaresOptions, WGANGPOptions, WGANOptions
 
 GOODFELLOW = "Goodfellow et al. 2014, 'Generative adversarial nets'"
 DCGAN_ADAM = Recommendation(lr_g=2e-4, lr_d=2e-4, betas=(0.5, 0.999), d_steps=1)
@@ -44,11 +37,54 @@ SNGAN_HINGE_ADAM = Recommendation(lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9), d_step
 # The LSGAN reference code trains its scene models with Adam at 1e-3, beta1 0.5.
 LSGAN_ADAM = Recommendation(lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.999), d_steps=1)
 
+# The losses import torch: each factory imports its loss when a run builds it.
+def _minimax(options, ctx):
+    from ganforge_losses.targets import MinimaxLoss
+
+    return MinimaxLoss()
+
+
+def _non_saturating(options, ctx):
+    from ganforge_losses.targets import NonSaturatingLoss
+
+    return NonSaturatingLoss()
+
+
+def _least_squares(options, ctx):
+    from ganforge_losses.targets import LeastSquaresLoss
+
+    return LeastSquaresLoss(options)
+
+
+def _relativistic(options, ctx):
+    from ganforge_losses.targets import RelativisticAverageLoss
+
+    return RelativisticAverageLoss()
+
+
+def _wgan(options, ctx):
+    from ganforge_losses.critics import WGANLoss
+
+    return WGANLoss(options)
+
+
+def _wgan_gp(options, ctx):
+    from ganforge_losses.critics import WGANGPLoss
+
+    return WGANGPLoss(options)
+
+
+def _hinge(options, ctx):
+    from ganforge_losses.critics import HingeLoss
+
+    return HingeLoss()
+
+
 @hookimpl
 def ganforge_register_losses(register):
     register(
         "bce",
-        lambda options, ctx: MinimaxLoss(),
+        _minimax,
         options=NoOptions,
         summary="the original minimax loss: binary cross-entropy for D, -BCE(fake) for G",
         traits={"targets", "graph-safe"},
@@ -57,7 +93,7 @@ def ganforge_register_losses(register):
     )
     register(
         "non-saturating",
-        lambda options, ctx: NonSaturatingLoss(),
+        _non_saturating,
         options=NoOptions,
         summary="BCE for D; G maximises log D(G(z)) (the -log D trick)",
         traits={"targets", "graph-safe"},
@@ -66,7 +102,7 @@ def ganforge_register_losses(register):
     )
     register(
         "lsgan",
-        lambda options, ctx: LeastSquaresLoss(options),
+        _least_squares,
         options=LeastSquaresOptions,
         summary="least squares: D pulls real outputs to 1 and fake to 0, G pulls fake to c; Adam 1e-3",
         traits={"targets", "graph-safe"},
@@ -75,7 +111,7 @@ def ganforge_register_losses(register):
     )
     register(
         "relativistic",
-        lambda options, ctx: RelativisticAverageLoss(),
+        _relativistic,
         options=NoOptions,
         summary="relativistic average GAN (RaSGAN): each side judged against the other's mean logit",
         traits={"targets", "relativistic", "graph-safe"},
@@ -84,7 +120,7 @@ def ganforge_register_losses(register):
     )
     register(
         "wgan",
-        lambda options, ctx: WGANLoss(options),
+        _wgan,
         options=WGANOptions,
         summary="Wasserstein critic with weight clipping; lr 5e-5, Adam (0, 0.99) standing in for RMSprop, 5 D steps",
         traits={"wasserstein", "weight-clipping", "graph-safe"},
@@ -99,7 +135,7 @@ def ganforge_register_losses(register):
     )
     register(
         "wgan-gp",
-        lambda options, ctx: WGANGPLoss(options),
+        _wgan_gp,
         options=WGANGPOptions,
         summary="Wasserstein critic with gradient penalty; Adam 1e-4, betas (0, 0.9), 5 critic steps",
         traits={"wasserstein", "input-gradient-penalty", "lipschitz-penalty", "graph-safe"},
@@ -109,7 +145,7 @@ def ganforge_register_losses(register):
     )
     register(
         "hinge",
-        lambda options, ctx: HingeLoss(),
+        _hinge,
         options=NoOptions,
         summary="hinge loss: D relu(1 - real) + relu(1 + fake), G -fake; Adam 2e-4, betas (0, 0.9), 5 D steps",
         traits={"margin", "graph-safe"},

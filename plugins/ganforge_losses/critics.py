@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
-from ganforge_core import DContext, GContext, Loss, Options
-from ganforge_core.penalties import GradientPenaltyOptions, gradient_penalty
-
-
-class WGANOptions(Options):
-    clip: float = Field(0.01, gt=0, description="c: D's parameters are clipped to [-c, c] after every D step")
+from ganforge_core import DContext, GContext, Loss
+from ganforge_core.penalties import gradient_penalty
+from ganforge_losses.options import WGANGPOptions, WGANOptions
 
 
 class WGANLoss(Loss):
@@ -32,10 +28,6 @@ class WGANLoss(Loss):
         # In place on the tensors, so a captured CUDA graph replays it.
         for parameter in discriminator.parameters():
             parameter.clamp_(-self.clip, self.clip)
-
-
-class WGANGPOptions(GradientPenaltyOptions):
-    """The penalty's weight and shape, shared with the ``gradient-penalty`` regularizer."""
 
 
 class WGANGPLoss(Loss):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor
 
-from ganforge_core import DContext, GContext, Loss, Options
+from ganforge_core import DContext, GContext, Loss
+from ganforge_losses.options import LeastSquaresOptions
 
 
 def _bce(logits: Tensor, target: float) -> Tensor:
@@ -33,12 +33,6 @@ class NonSaturatingLoss(MinimaxLoss):
 
     def g_loss(self, fake_logits: Tensor, ctx: GContext) -> Tensor:
         return _bce(fake_logits, 1.0)
-
-
-class LeastSquaresOptions(Options):
-    g_target: float = Field(
-        1.0, description="c: the output G wants D to give its samples (1 with the 0-1 coding, eq. 9)"
-    )
 
 
 class LeastSquaresLoss(Loss):

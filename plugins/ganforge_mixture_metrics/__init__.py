@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
 from pydantic import Field
-from torch import Tensor
 
 from ganforge_core import BuildContext, Dataset, Metric, Options, hookimpl
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class ModeOptions(Options):
@@ -27,6 +29,8 @@ class ModeOptions(Options):
 
 
 def mode_statistics(points: Tensor, means: Tensor, std: float, threshold: float = 3.0) -> dict[str, float]:
+    import torch  # here, so that importing the plugin (ganforge --help does) does not import torch
+
     distances = torch.cdist(points.double(), means.double())
     nearest_distance, nearest = distances.min(dim=1)
     high_quality = nearest_distance < threshold * std

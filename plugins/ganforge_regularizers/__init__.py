@@ -31,10 +31,16 @@ from __future__ import annotations
 
 from ganforge_core import graph_safe_unless_annealed, hookimpl
 from ganforge_core.penalties import NEEDS_NO_BATCHNORM
-from ganforge_regularizers.d_inputs import InstanceNoise, InstanceNoiseOptions, Packing, PackingOptions
-from ganforge_regularizers.diffaugment import DiffAugment, DiffAugmentOptions
-from ganforge_regularizers.networks import EMAOptions, GeneratorEMA, SpectralNorm, SpectralNormOptions
-from ganforge_regularizers.penalties import R1, R2, GradientPenalty, GradientPenaltyOptions, R1Options, R2Options
+from ganforge_regularizers.options import (
+    DiffAugmentOptions,
+    EMAOptions,
+    GradientPenaltyOptions,
+    InstanceNoiseOptions,
+    PackingOptions,
+    R1Options,
+    R2Options,
+    SpectralNormOptions,
+)
 from ganforge_regularizers.targets import LabelSmoothing, LabelSmoothingOptions
 
 ZERO_VERSUS_ONE = (
@@ -47,11 +53,60 @@ ONE_LIPSCHITZ_PENALTY = (
 )
 
 
+# Most regularizers import torch: each factory imports its class when a run builds it.
+def _spectral_norm(options, ctx):
+    from ganforge_regularizers.networks import SpectralNorm
+
+    return SpectralNorm(options)
+
+
+def _ema(options, ctx):
+    from ganforge_regularizers.networks import GeneratorEMA
+
+    return GeneratorEMA(options)
+
+
+def _instance_noise(options, ctx):
+    from ganforge_regularizers.d_inputs import InstanceNoise
+
+    return InstanceNoise(options)
+
+
+def _packing(options, ctx):
+    from ganforge_regularizers.d_inputs import Packing
+
+    return Packing(options)
+
+
+def _diffaugment(options, ctx):
+    from ganforge_regularizers.diffaugment import DiffAugment
+
+    return DiffAugment(options)
+
+
+def _r1(options, ctx):
+    from ganforge_regularizers.penalties import R1
+
+    return R1(options)
+
+
+def _r2(options, ctx):
+    from ganforge_regularizers.penalties import R2
+
+    return R2(options)
+
+
+def _gradient_penalty(options, ctx):
+    from ganforge_regularizers.penalties import GradientPenalty
+
+    return GradientPenalty(options)
+
+
 @hookimpl
 def ganforge_register_regularizers(register):
     register(
         "spectral-norm",
-        lambda options, ctx: SpectralNorm(options),
+        _spectral_norm,
         options=SpectralNormOptions,
         summary="spectral normalisation of every conv/linear weight of D (optionally G)",
         traits={"spectral-norm", "graph-safe"},
@@ -59,7 +114,7 @@ def ganforge_register_regularizers(register):
     )
     register(
         "ema",
-        lambda options, ctx: GeneratorEMA(options),
+        _ema,
         options=EMAOptions,
         summary="exponential moving average of G, used for samples and metrics",
         # Before `start` the update reads the step number; afterwards it is tensors alone.
@@ -82,7 +137,7 @@ def ganforge_register_regularizers(register):
     )
     register(
         "instance-noise",
-        lambda options, ctx: InstanceNoise(options),
+        _instance_noise,
         options=InstanceNoiseOptions,
         summary="Gaussian noise on D's inputs, annealed linearly or on a cosine over the run",
         # Annealing reads the step, which a captured CUDA graph would freeze.
@@ -91,7 +146,7 @@ def ganforge_register_regularizers(register):
     )
     register(
         "packing",
-        lambda options, ctx: Packing(options),
+        _packing,
         options=PackingOptions,
         summary="PacGAN: D judges m samples concatenated into one input; list it last among regularizers",
         traits={"packing", "graph-safe"},
@@ -100,7 +155,7 @@ def ganforge_register_regularizers(register):
     )
     register(
         "diffaugment",
-        lambda options, ctx: DiffAugment(options),
+        _diffaugment,
         options=DiffAugmentOptions,
         summary="differentiable colour, translation and cutout on every image D sees, real and fake",
         traits=lambda o: {"stochastic"} | graph_safe_unless_annealed(o),
@@ -109,7 +164,7 @@ def ganforge_register_regularizers(register):
     )
     register(
         "r1",
-        lambda options, ctx: R1(options),
+        _r1,
         options=R1Options,
         summary="R1: gamma/2 * E||grad D(real)||^2, optionally lazily every k steps (StyleGAN2)",
         # Lazy regularisation decides from the step number on the host.
@@ -119,7 +174,7 @@ def ganforge_register_regularizers(register):
     )
     register(
         "r2",
-        lambda options, ctx: R2(options),
+        _r2,
         options=R2Options,
         summary="R2: gamma/2 * E||grad D(fake)||^2, optionally lazily every k steps; with r1, R3GAN's pair",
         # Lazy regularisation decides from the step number on the host.
@@ -131,7 +186,7 @@ def ganforge_register_regularizers(register):
     )
     register(
         "gradient-penalty",
-        lambda options, ctx: GradientPenalty(options),
+        _gradient_penalty,
         options=GradientPenaltyOptions,
         summary="WGAN-GP's gradient penalty on real-fake interpolates, added to any loss",
         traits=lambda o: {"input-gradient-penalty", "lipschitz-penalty"} | graph_safe_unless_annealed(o),

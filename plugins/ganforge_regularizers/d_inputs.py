@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
-from pydantic import Field, ValidationInfo, field_validator, model_validator
 from torch import Tensor
 
-from ganforge_core import Options, Regularizer
-
-
-class InstanceNoiseOptions(Options):
-    sigma: float = Field(0.1, gt=0, description="std of the Gaussian noise added to D's inputs at the start")
-    anneal: Literal["linear", "cosine", "none"] = Field(
-        "linear", description="how sigma falls to end_sigma over the run: linear, cosine (half a period), or not"
-    )
-    end_sigma: float = Field(0.0, ge=0, description="sigma at the end of the run when annealed")
-
-    @model_validator(mode="after")
-    def _falls(self) -> InstanceNoiseOptions:
-        if self.end_sigma > self.sigma:
-            raise ValueError("end_sigma must not exceed sigma")
-        return self
+from ganforge_core import Regularizer
+from ganforge_regularizers.options import InstanceNoiseOptions, PackingOptions
 
 
 class InstanceNoise(Regularizer):
@@ -43,23 +28,6 @@ class InstanceNoise(Regularizer):
     def transform_d_input(self, x: Tensor, progress: float) -> Tensor:
         sigma = self.sigma(progress)
         return x + sigma * torch.randn_like(x) if sigma > 0 else x
-
-
-class PackingOptions(Options):
-    m: int = Field(
-        2,
-        ge=2,
-        validate_default=True,
-        description="samples packed into each D input (PacGAN's m); must divide --batch-size",
-    )
-
-    @field_validator("m")
-    @classmethod
-    def _divides_the_batch(cls, m: int, info: ValidationInfo) -> int:
-        resolve = (info.context or {}).get("resolve")
-        if resolve is not None and resolve.batch_size % m:
-            raise ValueError(f"--batch-size {resolve.batch_size} is not divisible by m={m}; use a multiple of {m}")
-        return m
 
 
 class Packing(Regularizer):

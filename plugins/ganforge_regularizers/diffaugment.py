@@ -10,34 +10,10 @@ zero fill, cutout. Each draws its parameters per sample.
 from __future__ import annotations
 
 import torch
-from pydantic import Field, model_validator
 from torch import Tensor
 
-from ganforge_core import Annealing, Regularizer
-
-
-class DiffAugmentOptions(Annealing):
-    color: float = Field(
-        1.0,
-        ge=0.0,
-        le=1.0,
-        description="colour strength: brightness +-0.5s, saturation x[1-s, 1+s], contrast x[1-s/2, 1+s/2]; 0: off",
-    )
-    translation: float = Field(
-        0.125, ge=0.0, le=0.5, description="largest shift as a fraction of the image side (paper: 1/8); 0: off"
-    )
-    cutout: float = Field(
-        0.5,
-        ge=0.0,
-        le=1.0,
-        description="side of the erased square as a fraction of the image side (paper: 1/2); 0: off",
-    )
-
-    @model_validator(mode="after")
-    def _some_policy(self) -> DiffAugmentOptions:
-        if not (self.color or self.translation or self.cutout):
-            raise ValueError("every policy is off; give color, translation or cutout a value above 0")
-        return self
+from ganforge_core import Regularizer
+from ganforge_regularizers.options import DiffAugmentOptions
 
 
 class DiffAugment(Regularizer):

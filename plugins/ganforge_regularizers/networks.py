@@ -7,16 +7,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ganforge_core import Options, Regularizer
-
-
-class SpectralNormOptions(Options):
-    generator: bool = Field(False, description="also normalise G's layers")
-    power_iterations: int = Field(1, ge=1, description="power iterations per forward pass")
+from ganforge_core import Regularizer
+from ganforge_regularizers.options import EMAOptions, SpectralNormOptions
 
 
 class SpectralNorm(Regularizer):
@@ -38,13 +33,6 @@ class SpectralNorm(Regularizer):
 
     def wrap_generator(self, generator: nn.Module) -> nn.Module:
         return self._apply(generator) if self.options.generator else generator
-
-
-class EMAOptions(Options):
-    decay: float = Field(
-        0.999, ge=0.0, lt=1.0, description="weight of the old average at each G step (0: the copy is G itself)"
-    )
-    start: int = Field(0, ge=0, description="G steps during which the copy follows G exactly before averaging begins")
 
 
 class GeneratorEMA(Regularizer):

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
 from torch import Tensor
 
-from ganforge_core import Annealing, DContext, Regularizer, penalties
+from ganforge_core import DContext, Regularizer
 from ganforge_core.penalties import fake_gradient_penalty, gradient_penalty, real_gradient_penalty
-
-
-class R1Options(Annealing):
-    gamma: float = Field(10.0, ge=0, description="gamma: the penalty is gamma/2 * E ||grad D(x_real)||^2")
-    every: int = Field(
-        1,
-        ge=1,
-        description="lazy regularisation: penalise every k-th G step with k times the weight (StyleGAN2: 16)",
-    )
+from ganforge_regularizers.options import GradientPenaltyOptions, R1Options, R2Options
 
 
 class R1(Regularizer):
@@ -39,10 +30,6 @@ class R1(Regularizer):
         return (0.5 * gamma * self.every) * real_gradient_penalty(ctx)
 
 
-class R2Options(R1Options):
-    gamma: float = Field(10.0, ge=0, description="gamma: the penalty is gamma/2 * E ||grad D(G(z))||^2")
-
-
 class R2(Regularizer):
     """Zero-centred penalty on D's gradient at generated data (Mescheder et al. 2018, eq. 10; Roth et al. 2017).
 
@@ -60,10 +47,6 @@ class R2(Regularizer):
             return None
         gamma = self.gamma * self.options.strength(ctx.progress)
         return (0.5 * gamma * self.every) * fake_gradient_penalty(ctx)
-
-
-class GradientPenaltyOptions(penalties.GradientPenaltyOptions, Annealing):
-    """The options of ``wgan-gp``'s own penalty, and annealing of its weight."""
 
 
 class GradientPenalty(Regularizer):

@@ -7,15 +7,13 @@ discriminator (Miyato & Koyama 2018).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ganforge_core import BuildContext, ConfigError, hookimpl
-from ganforge_core.layers import class_count
-from ganforge_resnet.networks import (
-    DiscriminatorOptions,
-    GeneratorOptions,
-    ResNetDiscriminator,
-    ResNetGenerator,
-    doublings,
-)
+from ganforge_resnet.options import DiscriminatorOptions, GeneratorOptions, doublings
+
+if TYPE_CHECKING:
+    from ganforge_resnet.networks import ResNetDiscriminator, ResNetGenerator
 
 PAPER = (
     "Miyato et al. 2018, 'Spectral normalization for GANs' (ResNet architectures, appendix); "
@@ -36,10 +34,16 @@ def _side(shape: tuple[int, ...]) -> int:
 
 
 def build_generator(options: GeneratorOptions, ctx: BuildContext) -> ResNetGenerator:
+    from ganforge_core.layers import class_count
+    from ganforge_resnet.networks import ResNetGenerator
+
     return ResNetGenerator(options, ctx.data_shape[0], _side(ctx.data_shape), class_count(ctx))
 
 
 def build_discriminator(options: DiscriminatorOptions, ctx: BuildContext) -> ResNetDiscriminator:
+    from ganforge_core.layers import class_count
+    from ganforge_resnet.networks import ResNetDiscriminator
+
     shape = ctx.d_input_shape or ctx.data_shape  # packing multiplies the channels
     return ResNetDiscriminator(options, shape[0], _side(shape), class_count(ctx))
 

@@ -25,32 +25,12 @@ from __future__ import annotations
 import math
 
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
-from ganforge_core import Options
 from ganforge_core.layers import ClassProjection, require_labels
+from ganforge_resnet.options import DiscriminatorOptions, GeneratorOptions, doublings
 
 RESIDUAL_GAIN = math.sqrt(2)
-
-
-class GeneratorOptions(Options):
-    z_dim: int = Field(128, ge=1, description="latent dimensions (SN-GAN: 128)")
-    width: int = Field(
-        64, ge=1, description="channels of every residual block (SN-GAN: 256 at 32 px; 64 keeps CPU runs quick)"
-    )
-
-
-class DiscriminatorOptions(Options):
-    width: int = Field(
-        64, ge=1, description="channels of every residual block (SN-GAN: 128 at 32 px; 64 keeps CPU runs quick)"
-    )
-
-
-def doublings(side: int) -> int | None:
-    """k with side == 4 * 2**k and k >= 1, else None."""
-    k = int(math.log2(side / 4)) if side >= 8 else 0
-    return k if k >= 1 and side == 4 * 2**k else None
 
 
 def _conv(c_in: int, c_out: int, kernel: int, gain: float) -> nn.Conv2d:

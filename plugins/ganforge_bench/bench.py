@@ -34,7 +34,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ganforge_core.errors import ConfigError
+from ganforge_core import ConfigError
 
 # PacGAN's 2D architecture and optimiser (Lin et al. 2018): mlp G (4x400, BatchNorm) and
 # maxout D (3x200, 5 pieces), Adam lr 1e-4, betas (0.8, 0.999), batch 100, non-saturating loss.
@@ -340,16 +340,15 @@ def train_one(fields: dict[str, Any], quiet: bool = True, threads: int = 1) -> d
     """
     import torch
 
-    from ganforge_core.config import RunConfig
-    from ganforge_core.session import train
+    from ganforge_core import train
 
-    threads = torch.get_num_threads()
+    previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         started = time.perf_counter()
-        result = train(RunConfig.model_validate(fields), quiet=quiet)
+        result = train(fields, quiet=quiet)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(previous)
     row = {**result.results, "seed": fields["seed"], "seconds": round(time.perf_counter() - started, 1)}
     record = Path(fields["out"]) / RECORD
     temporary = record.with_name(record.name + ".tmp")
@@ -445,8 +444,7 @@ def command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Train K seeds of a recipe on ring-8, grid-25 or stacked-mnist; mean ± standard error beside PacGAN and VEEGAN."""
-    from ganforge_core.commands.common import user_errors
-
+    # A ConfigError raised here is one line: ganforge wraps every plugin command (docs/plugins.md).
     def progress(row: dict[str, Any]) -> None:
         if not as_json:
             spec = BENCHMARKS[dataset]
@@ -454,19 +452,18 @@ def command(
             reused = "reused, " if row.get("reused") else ""
             typer.echo(f"seed {row['seed']}: {values}  ({reused}{row['seconds']:.0f} s)", err=True)
 
-    with user_errors():
-        chosen = recipe or default_recipe(dataset)
-        check_recipe(chosen, dataset)
-        report = run_bench(
-            dataset,
-            chosen,
-            seeds,
-            steps,
-            runs_dir,
-            fresh=fresh,
-            progress=progress,
-            jobs=jobs or default_jobs(seeds, dataset),
-        )
+    chosen = recipe or default_recipe(dataset)
+    check_recipe(chosen, dataset)
+    report = run_bench(
+        dataset,
+        chosen,
+        seeds,
+        steps,
+        runs_dir,
+        fresh=fresh,
+        progress=progress,
+        jobs=jobs or default_jobs(seeds, dataset),
+    )
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:

@@ -1,0 +1,16 @@
+"""``ganforge bench``, a built-in plugin: it adds its command through ``ganforge_register_commands``.
+
+The protocols, recipes and published rows are in :mod:`ganforge_bench.bench`;
+``docs/benchmarks.md`` has what they measured. Importing this package imports
+neither torch nor numpy: the runs import them when they train.
+"""
+
+from __future__ import annotations
+
+from ganforge_bench import bench
+from ganforge_core import hookimpl
+
+
+@hookimpl
+def ganforge_register_commands(cli):
+    cli.command("bench")(bench.command)

