@@ -251,6 +251,8 @@ class Registry:
                     "for now: name the one you mean",
                 )
             )
+        if not callable(spec) and not used & set(RENAMED_TRAITS):
+            return c
         if callable(spec):
             spec = _renaming(spec)
         return dataclasses.replace(
