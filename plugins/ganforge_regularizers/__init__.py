@@ -106,8 +106,8 @@ def ganforge_register_regularizers(register):
         lambda options, ctx: R1(options),
         options=R1Options,
         summary="R1: gamma/2 * E||grad D(real)||^2, optionally lazily every k steps (StyleGAN2)",
-        # Lazy regularisation decides from the step number on the host.
-        traits=lambda o: {"gradient-penalty"} | (graph_safe_unless_annealed(o) if o.every == 1 else set()),
+        # Lazy regularisation (every > 1) is a phase of its own, captured in a graph of its own.
+        traits=lambda o: {"gradient-penalty"} | graph_safe_unless_annealed(o),
         conflicts={"batchnorm-in-d": PENALTY_NEEDS_NO_BATCHNORM, "gradient-penalty": ONE_PENALTY},
         paper="Mescheder et al. 2018, 'Which training methods for GANs do actually converge?', eq. 9",
     )

@@ -14,29 +14,28 @@ class R1Options(Annealing):
     every: int = Field(
         1,
         ge=1,
-        description="lazy regularisation: penalise every k-th G step with k times the weight (StyleGAN2: 16)",
+        description="lazy regularisation: penalise every k-th D step, in a phase of its own, with k times the "
+        "weight (StyleGAN2: 16)",
     )
 
 
 class R1(Regularizer):
     """Zero-centred penalty on D's gradient at real data (Mescheder et al. 2018, eq. 9).
 
-    With ``every=k`` the penalty is computed on one G step in k (on all its D
-    steps) and multiplied by k, so its weight per step is unchanged on average
-    (Karras et al. 2020, StyleGAN2, section 3.1). StyleGAN2 also rescales Adam's
-    learning rate and betas for the lazy phase; ganforge does not.
+    With ``every=k`` the penalty runs lazily (Karras et al. 2020, StyleGAN2,
+    section 3.1): the engine's D reg phase computes it on every k-th D step, as a
+    D update of its own, multiplied by k, so its weight per step is unchanged on
+    average; D's Adam is built with ``lr * c`` and ``betas ** c``, ``c = k / (k + 1)``.
     """
 
     def __init__(self, options: R1Options) -> None:
         self.options = options
         self.gamma = options.gamma
-        self.every = options.every
+        self.d_penalty_every = options.every
 
-    def d_penalty(self, ctx: DContext) -> Tensor | None:
-        if ctx.step % self.every:
-            return None
+    def d_penalty(self, ctx: DContext) -> Tensor:
         gamma = self.gamma * self.options.strength(ctx.progress)
-        return (0.5 * gamma * self.every) * real_gradient_penalty(ctx)
+        return (0.5 * gamma) * real_gradient_penalty(ctx)
 
 
 class GradientPenaltyOptions(WGANGPOptions, Annealing):
