@@ -1,8 +1,10 @@
 """A test-local regularizer with a D and a G penalty, each with its own interval, that records its calls.
 
-``d_penalty`` is ``d_weight * mean(D(real)^2)`` (it reaches every parameter of D),
-``g_penalty`` is ``g_weight * mean(G(z)^2)``; a weight of 0 turns the penalty off
-(it returns None). Each call appends the step it saw to ``d_calls``/``g_calls``.
+``d_penalty`` is ``d_weight * (mean(D(real)^2) + mean(D(fake)^2))``: it reaches every
+parameter of D, and would reach G if the phase's fakes carried G's graph.
+``g_penalty`` is ``g_weight * (mean(G(z)^2) + mean(D(real)^2))``: it would reach D
+if the phase did not freeze it. A weight of 0 turns the penalty off (it returns
+None). Each call appends the step it saw to ``d_calls``/``g_calls``.
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ class Counted(Regularizer):
         if not self.options.d_weight:
             return None
         self.d_calls.append(ctx.step)
-        return self.options.d_weight * ctx.discriminator(ctx.real).float().square().mean()
+        on_real, on_fake = ctx.discriminator(ctx.real).float(), ctx.discriminator(ctx.fake).float()
+        return self.options.d_weight * (on_real.square().mean() + on_fake.square().mean())
 
     def g_penalty(self, ctx: GContext) -> Tensor | None:
         if not self.options.g_weight:
             return None
         assert ctx.fake is not None and ctx.latents is not None and ctx.generator is not None
         self.g_calls.append(ctx.step)
-        return self.options.g_weight * ctx.fake.float().square().mean()
+        return self.options.g_weight * (ctx.fake.float().square().mean() + ctx.real_logits().square().mean())
 
 
 def register_into(registry: Registry) -> Registry:

@@ -73,7 +73,7 @@ def test_a_g_penalty_adds_exactly_its_gradient_to_gs_gradient() -> None:
     torch.set_rng_state(rng)  # the same latents, drawn the way the phase draws them
     fake = G(torch.randn(len(real), engine.z_dim))
     loss = nn.functional.softplus(-D(fake)).mean()  # non-saturating
-    penalty = 0.7 * fake.square().mean()
+    penalty = 0.7 * (fake.square().mean() + D(real).square().mean())
     loss_grads, penalty_grads = grads(loss, G), grads(penalty, G)
     assert_grads(run.generator, [a + b for a, b in zip(loss_grads, penalty_grads, strict=True)])
     assert any(b.abs().max() > 1e-6 for b in penalty_grads), "the penalty must change G's gradient"
@@ -86,11 +86,11 @@ def test_a_lazy_g_penalty_is_its_own_update_multiplied_by_its_interval() -> None
     run = build_run([f"{NAME}:d_weight=0,g_weight=0.7,g_every=3"])
     engine = run.engine
     real = engine.batches.next()
-    G = copy.deepcopy(run.generator)
+    G, D = copy.deepcopy(run.generator), copy.deepcopy(run.discriminator)
     rng = torch.get_rng_state()
     stats = engine.g_reg_phase(real, 0, interval=3)
     torch.set_rng_state(rng)
-    penalty = 0.7 * G(torch.randn(len(real), engine.z_dim)).square().mean()
+    penalty = 0.7 * (G(torch.randn(len(real), engine.z_dim)).square().mean() + D(real).square().mean())
     assert_grads(run.generator, grads(3 * penalty, G))
     assert float(stats[f"penalty/g/{NAME}"]) == pytest.approx(3 * float(penalty.detach()))
     assert all(p.grad is None for p in run.discriminator.parameters()), "G reg wrote D's gradients"
@@ -123,8 +123,12 @@ def test_a_lazy_d_penalty_is_its_own_update_multiplied_by_its_interval() -> None
     engine = run.engine
     real = engine.batches.next()
     D, G = copy.deepcopy(run.discriminator), copy.deepcopy(run.generator)
+    rng = torch.get_rng_state()
     stats = engine.d_reg_phase(real, 0, interval=3)
-    penalty = 0.5 * D(real).square().mean()
+    torch.set_rng_state(rng)  # the phase's own fakes
+    with torch.no_grad():
+        fake = G(torch.randn(len(real), engine.z_dim))
+    penalty = 0.5 * (D(real).square().mean() + D(fake).square().mean())
     assert_grads(run.discriminator, grads(3 * penalty, D))
     assert float(stats[f"penalty/{NAME}"]) == pytest.approx(3 * float(penalty.detach()))
     assert all(p.grad is None for p in run.generator.parameters()), "D reg wrote G's gradients"
