@@ -150,6 +150,8 @@ class Engine:
         # Running sums of the step statistics, on the device and inside the graph.
         self._sums: dict[str, Tensor] = {}
         self._summed_steps = 0
+        # The statistics some step since the last read produced (a lazy phase's only on its steps).
+        self._fresh: set[str] = set()
         self._lr_factor: float | None = None
         # Updates dropped because their loss was not finite (--on-nan skip), per network.
         self.skipped = {"D": 0, "G": 0}
@@ -179,6 +181,7 @@ class Engine:
             for static in captured.reals:
                 self.batches.draw(out=static)  # straight into the graph's inputs
             captured.graph.replay()
+            self._fresh.update(captured.stats)
             return captured.stats
         reals = [self.batches.draw() for _ in range(self.schedule.d_steps)]
         warm = self._eager_runs.get(kind, 0) >= GRAPH_WARMUP
@@ -225,13 +228,19 @@ class Engine:
                 self._sums[key] = value.detach().float().clone()
             else:
                 total.add_(value.detach())
+        self._fresh.update(stats)
         return stats
 
     def read_stats(self) -> dict[str, float]:
-        """Mean of each statistic over the steps since the last call (one host sync)."""
-        if not self._sums or not self._summed_steps:
+        """Mean of each statistic over the steps since the last call (one host sync).
+
+        A statistic only some steps produce (a lazy penalty's) counts 0 on the others,
+        and is left out when no step since the last call produced it.
+        """
+        keys = [key for key in self._sums if key in self._fresh]
+        self._fresh.clear()
+        if not keys or not self._summed_steps:
             return {}
-        keys = list(self._sums)
         stacked = torch.stack([self._sums[k] for k in keys]).div(self._summed_steps)
         means = self.world.mean_(stacked).tolist()  # over the ranks: the global batch's means
         for total in self._sums.values():

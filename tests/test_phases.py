@@ -3,8 +3,8 @@
 A G penalty adds exactly its gradient to G's; a lazy penalty of interval k runs
 on exactly the D steps (G steps) whose counter k divides, as an update of its
 own, multiplied by k; a network with a lazy penalty gets Adam with ``lr * c`` and
-``betas ** c``, ``c = k / (k + 1)``; a run with lazy R1 resumes bit-identically.
-Isolation per phase is in tests/test_isolation.py.
+``betas ** c``, ``c = k / (k + 1)``. Isolation per phase is in tests/test_isolation.py;
+exact resume with lazy R1 in tests/test_reliability_resume.py.
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from ganforge_core import RunConfig, resolve
-from ganforge_core import checkpoint as ckpt
 from ganforge_core.engine import lazy_ratio
 from ganforge_core.plugins import get_plugins
 from ganforge_core.run import Run
-from ganforge_core.session import Interrupted, train
 from lazy_penalties import NAME, register_into
 from support import caching_registry
-from test_reliability import TINY_MLP, SignalAt, assert_identical
-from test_reliability_resume import plugins_with
+from test_reliability import TINY_MLP
 
 REGISTRY = register_into(caching_registry())
 RUN_DIR = Path(tempfile.gettempdir()) / "ganforge-phases-never-written"
@@ -181,28 +178,3 @@ def test_the_ratio_counts_one_extra_update_per_distinct_interval() -> None:
     assert lazy_ratio([]) == lazy_ratio([1, 1]) == 1.0
     assert lazy_ratio([4]) == 4 / 5 and lazy_ratio([16, 16, 1]) == 16 / 17
     assert lazy_ratio([4, 8]) == pytest.approx(1 / (1 + 1 / 4 + 1 / 8), rel=1e-15)
-
-
-# -- resume ----------------------------------------------------------------------------
-
-LAZY_CASE = {**TINY_MLP, "regularizers": ["r1:gamma=1,every=3"], "scheduler": "constant:d_steps=2", "steps": 8}
-
-
-def lazy_config(out: Path) -> RunConfig:
-    return RunConfig.model_validate(
-        {**LAZY_CASE, "batch_size": 32, "device": "cpu", "log_every": 1, "metrics": [], "out": str(out)}
-    )
-
-
-def test_resume_with_a_lazy_penalty_is_bit_identical(tmp_path: Path) -> None:
-    # D steps 0-15; R1 runs on 0, 3, 6, 9, 12, 15. The stop after step 2 (D step 3)
-    # falls mid-interval, so a counter restarted on resume would run it elsewhere.
-    reference = train(lazy_config(tmp_path / "reference"), plugins=plugins_with(), quiet=True)
-    stopped = tmp_path / "stopped"
-    with pytest.raises(Interrupted):
-        train(lazy_config(stopped), plugins=plugins_with(("stop", SignalAt(2))), quiet=True)
-    resumed = train(None, resume=stopped, plugins=plugins_with(), quiet=True)
-    assert resumed.step == reference.step == 8
-    want, got = ckpt.load_safe(reference.checkpoint), ckpt.load_safe(resumed.checkpoint)
-    for key in ("generator", "discriminator", "opt_g", "opt_d", "regularizers", "batches", "rng"):
-        assert_identical(want[key], got[key], key)
