@@ -178,3 +178,73 @@ def test_the_ratio_counts_one_extra_update_per_distinct_interval() -> None:
     assert lazy_ratio([]) == lazy_ratio([1, 1]) == 1.0
     assert lazy_ratio([4]) == 4 / 5 and lazy_ratio([16, 16, 1]) == 16 / 17
     assert lazy_ratio([4, 8]) == pytest.approx(1 / (1 + 1 / 4 + 1 / 8), rel=1e-15)
+
+
+# -- CUDA graphs, one per kind of step (with fakes: the dispatch, on the CPU) ------------
+
+
+class FakeGraph:
+    """Stands in for torch.cuda.CUDAGraph: capture runs the step's Python once (here eagerly,
+    so the step happens at capture as on CUDA), and a replay runs no Python at all."""
+
+    def __init__(self) -> None:
+        self.replays = 0
+
+    def replay(self) -> None:
+        self.replays += 1
+
+
+class FakeStream:
+    def wait_stream(self, other: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", lambda graph: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", FakeStream)
+
+
+@pytest.mark.usefixtures("fake_cuda")
+def test_each_kind_of_step_gets_its_own_graph_after_its_own_warm_up() -> None:
+    from ganforge_core.engine import GRAPH_WARMUP
+
+    assert GRAPH_WARMUP == 3  # the steps below assume it
+    run = build_run([f"{NAME}:d_every=2,g_weight=0"])
+    engine = run.engine
+    engine.cuda_graph = True
+    with_reg, without = engine.step_kind(0), engine.step_kind(1)
+    assert with_reg == (((2,),), ()) and without == (((),), ())
+    for step in range(12):
+        engine.step(step)
+    # Eager on 0-5 (three of each kind), captured on 6 and 7, replayed from 8 on:
+    # Python (and so the penalty's call log) runs on the eager steps and the captures only.
+    assert run.regularizers[NAME].d_calls == [0, 2, 4, 6]  # type: ignore[attr-defined]
+    assert set(engine._graphs) == {with_reg, without}
+    assert {kind: c.graph.replays for kind, c in engine._graphs.items()} == {with_reg: 3, without: 3}
+    # A statistic a lazy phase writes lives in its kind's graph only.
+    assert f"penalty/{NAME}" in engine._graphs[with_reg].stats
+    assert f"penalty/{NAME}" not in engine._graphs[without].stats
+
+
+@pytest.mark.usefixtures("fake_cuda")
+def test_kinds_past_max_graphs_stay_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ganforge_core.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "MAX_GRAPHS", 2)
+    run = build_run([f"{NAME}:d_every=2,g_every=3"])  # 4 kinds: step % 6 in {0}, {1, 5}, {2, 4}, {3}
+    engine = run.engine
+    engine.cuda_graph = True
+    for step in range(48):
+        engine.step(step)
+    assert len(engine._graphs) == 2
+    eager_kinds = {engine.step_kind(s) for s in range(6)} - set(engine._graphs)
+    assert len(eager_kinds) == 2
+    late = [s for s in range(36, 48) if engine.step_kind(s) in eager_kinds]
+    g_calls = run.regularizers[NAME].g_calls  # type: ignore[attr-defined]
+    assert late and late == [s for s in g_calls if s >= 36]  # the eager kinds are the two with G reg
