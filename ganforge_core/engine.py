@@ -97,6 +97,18 @@ def _accumulate(into: dict[str, Tensor], stats: Mapping[str, Tensor]) -> None:
         into[key] = value if key not in into else into[key] + value
 
 
+def _zero_through(network: nn.Module) -> Tensor:
+    """0, with a graph to every trainable parameter of ``network``.
+
+    Added to a reg phase's loss, it gives every parameter a gradient (exactly 0
+    where the penalty does not reach, as R1 never reaches D's last bias), as
+    stylegan2-ada's ``logits * 0`` term does: DDP then finds every gradient it
+    waits for, and Adam steps every parameter together.
+    """
+    trainable = [p.sum() for p in network.parameters() if p.requires_grad]
+    return torch.stack(trainable).sum() * 0 if trainable else torch.zeros(())
+
+
 @dataclass
 class _Captured:
     graph: torch.cuda.CUDAGraph
@@ -319,6 +331,7 @@ class Engine:
             total, stats = self._penalties(self._d_lazy[interval], "d_penalty", ctx, interval)
         if total is None:
             return stats
+        total = total + _zero_through(self.discriminator)
         self._watch(total, phase=0)
         if not self._drop(total, "D"):
             self._d_update(total)
@@ -360,6 +373,7 @@ class Engine:
                 ctx = self._g_context(real, step, labels, critic)
                 total, stats = self._penalties(self._g_lazy[interval], "g_penalty", ctx, interval)
             if total is not None:
+                total = total + _zero_through(self.generator)
                 self._watch(total, phase=1)
                 if not self._drop(total, "G"):
                     self._g_update(total)

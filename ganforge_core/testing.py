@@ -751,9 +751,9 @@ def _next_batch(run: Run) -> tuple[Tensor, dict[str, Any]]:
 
 
 def _adam_steps(optimizer: torch.optim.Optimizer) -> int:
-    """The most steps any parameter took (a parameter a lazy penalty leaves without a gradient
-    skips that update, as in PyTorch's Adam; R1 never reaches D's last bias, say)."""
-    return max((int(s["step"]) for s in optimizer.state_dict()["state"].values()), default=0)
+    steps = {int(s["step"]) for s in optimizer.state_dict()["state"].values()}
+    _check(len(steps) <= 1, f"parameters of one optimizer at different steps: {steps}")
+    return steps.pop() if steps else 0
 
 
 def _lazy_phases(run: Run, network: str) -> list[tuple[str, Callable[..., dict[str, Tensor]]]]:
@@ -791,8 +791,7 @@ def _check_d_isolated(
     trainable = {n for n, p in run.discriminator.named_parameters() if p.requires_grad}
     _check(trainable, "D has no trainable parameters")
     missing = [n for n in trainable if d_grads[n] is None]
-    # A penalty on D's input gradient reaches no bias of D's last layer; the loss reaches all.
-    _check(not missing if main else len(missing) < len(trainable), f"{where}: D parameters without a gradient: {missing}")
+    _check(not missing, f"{where}: D parameters without a gradient: {missing}")
     _check(_adam_steps(engine.opt_d) == opt_d_steps + 1, f"{where}: D's optimizer did not step exactly once")
     after = _parameters(run.discriminator)
     if _any_nonzero(d_grads, trainable):
@@ -834,7 +833,7 @@ def _check_g_isolated(
     g_trainable = [n for n, p in run.generator.named_parameters() if p.requires_grad]
     g_grads = _gradients(run.generator)
     missing = [n for n in g_trainable if g_grads[n] is None]
-    _check(not missing if main else len(missing) < len(g_trainable), f"{where}: G parameters without a gradient: {missing}")
+    _check(not missing, f"{where}: G parameters without a gradient: {missing}")
     _check(_adam_steps(engine.opt_g) == opt_g_steps + 1, f"{where}: G's optimizer did not step exactly once")
     after = _parameters(run.generator)
     if _any_nonzero(g_grads, g_trainable):

@@ -135,6 +135,20 @@ def test_a_lazy_d_penalty_is_its_own_update_multiplied_by_its_interval() -> None
     assert run.regularizers[NAME].d_calls == [0]  # type: ignore[attr-defined]
 
 
+def test_a_reg_phase_gives_every_parameter_a_gradient_zero_where_its_penalty_does_not_reach() -> None:
+    # R1 differentiates D's input gradient, which no bias of D's last layer enters:
+    # stylegan2-ada's `logits * 0` term, here `0 * sum(parameters)`, gives it an exact 0,
+    # so DDP finds every gradient it waits for and Adam steps all of D together.
+    run = build_run(["r1:every=2"])
+    engine = run.engine
+    engine.step(0)  # D main, then D reg
+    last_bias = list(run.discriminator.parameters())[-1]
+    assert last_bias.dim() == 1 and last_bias.numel() == 1
+    assert last_bias.grad is not None and torch.equal(last_bias.grad, torch.zeros_like(last_bias))
+    assert all(p.grad is not None for p in run.discriminator.parameters())
+    assert {int(s["step"]) for s in engine.opt_d.state_dict()["state"].values()} == {2}
+
+
 def test_a_lazy_penalty_logs_its_term_averaged_over_the_d_steps() -> None:
     run = build_run([f"{NAME}:d_every=4,g_weight=0"], d_steps=2)
     with_reg, without = run.engine.step(0), run.engine.step(1)  # D steps 0 and 1; 2 and 3
