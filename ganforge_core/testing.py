@@ -13,7 +13,7 @@ Three levels, from the most to the least convenient:
 * :func:`check_component` checks one registered component by kind and name: its
   options model, then what it builds, on CPU, with small options and fixed seeds.
 * :func:`check_isolation` builds a run exactly as ganforge does and checks that the
-  D phase leaves G untouched and the G phase leaves D untouched; :func:`smoke_train`
+  D phases (D main, D reg) leave G untouched and the G phases leave D untouched; :func:`smoke_train`
   trains a few steps end to end, reloads the run, and checks an exact resume.
 * ``check_generator``, ``check_loss`` and the other ``check_*`` functions check an
   object you built yourself; ganforge's own contract tests call them with inputs
@@ -862,7 +862,8 @@ def check_isolation(
     ``check_isolation(generator="resmlp", discriminator="mlp", loss="rsgan", dataset="ring-8",
     regularizers=["r1"])`` builds the run as ganforge would (on CPU, with small
     options unless ``small=False``), trains ``warmup`` full steps so gradients and
-    optimizer states are not empty, then checks a D phase and a G phase.
+    optimizer states are not empty, then checks each D phase and each G phase (the
+    reg phases of lazy penalties included).
     """
     plugins = _plugins(plugins)
     run_config = _config(config, fields, _RUN_DEFAULTS)
