@@ -88,7 +88,9 @@ def test_a_broken_component_is_named_with_its_plugin(case: str) -> None:
 
 
 @pytest.mark.parametrize("every", [0, 1.5, True, "2"])
-def test_a_bad_penalty_interval_is_refused_when_the_engine_is_built(every: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bad_penalty_interval_is_refused_when_the_engine_is_built(
+    every: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ganforge_regularizers.penalties import R1
 
     original = R1.__init__
