@@ -145,10 +145,11 @@ class Targets:
 
 @dataclass
 class DContext:
-    """What a loss or penalty sees in the D phase (after regularizers transformed inputs).
+    """What a loss or penalty sees in a D phase, D main or D reg (after regularizers transformed inputs).
 
     ``discriminator`` maps a batch to logits, with the batch's labels bound in
     conditional runs (real and fake samples of a D phase share their labels).
+    ``fake`` carries no graph to G. ``step`` is the G step the D step belongs to.
     """
 
     discriminator: Callable[[Tensor], Tensor]
@@ -161,7 +162,7 @@ class DContext:
 
 @dataclass
 class GContext:
-    """What a loss or a G penalty sees in the G phase.
+    """What a loss or a G penalty sees in a G phase, G main or G reg (D is frozen in both).
 
     ``real_logits()`` runs D on a real batch on demand. ``generator`` is G as the
     phase runs it (``generator(latents)``, or ``generator(latents, labels)`` in
@@ -205,10 +206,15 @@ class Regularizer:
 
     Penalties run in phases (stylegan2-ada's D main / D reg / G main / G reg):
     with ``d_penalty_every = 1`` (the default) :meth:`d_penalty` is added to D's
-    loss in every D phase; with ``k > 1`` it runs lazily as a phase of its own
-    (``"D reg"``) every ``k``-th D step, multiplied by ``k``, and D's Adam is built
-    with StyleGAN2's adjustment (``lr * c``, ``betas ** c``, ``c = k / (k + 1)``).
-    ``g_penalty_every`` and :meth:`g_penalty` do the same for G (``"G reg"``).
+    loss in every D main phase; with ``k > 1`` it runs lazily as a phase of its own
+    (``"D reg"``: its own forward passes, backward and optimizer step) on the D
+    steps whose counter ``step * d_steps + i`` k divides, multiplied by ``k``, and
+    D's Adam is built with StyleGAN2's adjustment (``lr * c``, ``betas ** c``,
+    ``c = k / (k + 1)``; ``1 / (1 + sum(1/k))`` over several distinct intervals).
+    ``g_penalty_every`` and :meth:`g_penalty` do the same for G (``"G reg"``, on
+    the G steps k divides). Set either in ``__init__`` from options (R1's
+    ``every``); it must be an int of at least 1. Terms are logged as
+    ``penalty/NAME`` (D) and ``penalty/g/NAME`` (G).
     """
 
     d_penalty_every: int = 1

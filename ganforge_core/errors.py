@@ -34,6 +34,14 @@ class TrainingDiverged(GanforgeError):
     exit_code = 3
 
 
+class ContractError(GanforgeError):
+    """A plugin's component broke its contract at train time (a loss returned a non-scalar, say).
+
+    The message names the plugin and the component; the fix is in the plugin, but
+    the run is refused with one line and exit status 2, like any other refusal.
+    """
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for a close match, else an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
@@ -43,3 +51,4 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 def one_of(choices: Iterable[str]) -> str:
     names = sorted(choices)
     return ", ".join(names) if names else "none installed"
+

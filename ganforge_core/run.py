@@ -25,12 +25,13 @@ from ganforge_core import distributed
 from ganforge_core.batches import BatchSampler
 from ganforge_core.components import BuildContext, Dataset, Regularizer
 from ganforge_core.config import Plan, resolve
-from ganforge_core.engine import Engine
+from ganforge_core.engine import Engine, lazy_ratio, penalty_intervals
 from ganforge_core.fastpath import choose_fast_path, pick_device
 from ganforge_core.plugins import Plugins
 from ganforge_core.pictures import is_image
 from ganforge_core.reporting import render_samples
 from ganforge_core.trained import Trained, build_dataset, data_record, misfit, read_checkpoint, seed_everything
+from ganforge_core.traincheck import Owners
 from ganforge_core.version import __version__
 
 SAMPLE_GRID = 64  # images in a sample grid
@@ -102,19 +103,27 @@ class Run(Trained):
                 "latent_source": distributed.latent_generator(self.device),
             }
             seed_everything(distributed.rank_seed(config.seed, world.rank))
+        owners = Owners(
+            {
+                **{c.component.kind: _owner(c) for c in (plan.generator, plan.discriminator, plan.loss)},
+                **{f"regularizer:{r.component.name}": _owner(r) for r in plan.regularizers},
+            }
+        )
+        lazy = {net: penalty_intervals(self.regularizers, net, owners).values() for net in ("g", "d")}
         self.engine = Engine(
             generator=self.generator,
             discriminator=self.discriminator,
             loss=plan.loss.component.build(plan.loss.options, self.ctx),
             regularizers=self.regularizers,
             schedule=plan.scheduler.component.build(plan.scheduler.options, self.ctx),
-            opt_g=self._adam(self.generator, config.lr_g),
-            opt_d=self._adam(self.discriminator, config.lr_d),
+            opt_g=self._adam(self.generator, config.lr_g, lazy_ratio(lazy["g"])),
+            opt_d=self._adam(self.discriminator, config.lr_d, lazy_ratio(lazy["d"])),
             batches=BatchSampler(samples, config.batch_size, config.seed, labels, shard=(world.rank, world.size)),
             total_steps=config.steps,
             autocast_dtype=self.fast.autocast,
             cuda_graph=self.fast.cuda_graph,
             skip_nonfinite=config.on_nan == "skip",
+            owners=owners,
             **ddp,
         )
         fixed = torch.Generator().manual_seed(config.seed + 1)
@@ -129,16 +138,17 @@ class Run(Trained):
         )
         self.step = 0
 
-    def _adam(self, network: nn.Module, lr: float) -> torch.optim.Adam:
+    def _adam(self, network: nn.Module, lr: float, ratio: float = 1.0) -> torch.optim.Adam:
+        """Adam with the run's betas. ``ratio`` is :func:`~ganforge_core.engine.lazy_ratio` of the
+        network's lazy penalties: StyleGAN2 builds its Adam with ``lr * c`` and ``betas ** c``."""
+        lr, betas = lr * ratio, (self.plan.config.betas[0] ** ratio, self.plan.config.betas[1] ** ratio)
         if not self.fast.cuda_graph:
-            return torch.optim.Adam(
-                network.parameters(), lr=lr, betas=self.plan.config.betas, fused=self.fast.fused_adam or None
-            )
+            return torch.optim.Adam(network.parameters(), lr=lr, betas=betas, fused=self.fast.fused_adam or None)
         # A captured optimizer step reads its learning rate from the device.
         return torch.optim.Adam(
             network.parameters(),
             lr=torch.tensor(lr, device=self.device),
-            betas=self.plan.config.betas,
+            betas=betas,
             fused=self.fast.fused_adam or None,
             capturable=True,
         )
@@ -249,6 +259,11 @@ class Run(Trained):
             real=self._real_samples(len(samples)),
         )
         return path
+
+
+def _owner(chosen: Chosen) -> str:
+    """How train-time contract errors name a component: ``plugin 'p': loss 'name'``."""
+    return f"plugin '{chosen.component.plugin}': {chosen.component.label}"
 
 
 def _load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:

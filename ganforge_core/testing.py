@@ -13,7 +13,7 @@ Three levels, from the most to the least convenient:
 * :func:`check_component` checks one registered component by kind and name: its
   options model, then what it builds, on CPU, with small options and fixed seeds.
 * :func:`check_isolation` builds a run exactly as ganforge does and checks that the
-  D phase leaves G untouched and the G phase leaves D untouched; :func:`smoke_train`
+  D phases (D main, D reg) leave G untouched and the G phases leave D untouched; :func:`smoke_train`
   trains a few steps end to end, reloads the run, and checks an exact resume.
 * ``check_generator``, ``check_loss`` and the other ``check_*`` functions check an
   object you built yourself; ganforge's own contract tests call them with inputs
@@ -28,6 +28,7 @@ module)])`` to check a plugin before it is packaged. Guide: docs/testing-plugins
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import tempfile
@@ -427,12 +428,19 @@ def check_regularizer(regularizer: Regularizer, real: Tensor, seed: int = 0) -> 
             isinstance(targets, Targets) and 0.0 <= targets.fake < targets.real <= 1.0,
             f"adjust_targets must keep 0 <= fake < real <= 1, got {targets!r}",
         )
+        for attribute in ("d_penalty_every", "g_penalty_every"):
+            every = getattr(regularizer, attribute)
+            _check(
+                isinstance(every, int) and not isinstance(every, bool) and every >= 1,
+                f"{attribute} must be an int of at least 1, got {every!r}",
+            )
         penalty = regularizer.d_penalty(DContext(critic, seen_real, seen_fake, targets, step=0, progress=0.0))
         if penalty is not None:
             _check(
                 isinstance(penalty, Tensor) and penalty.dim() == 0 and _finite(penalty),
                 f"d_penalty must return None or a finite scalar tensor, got {penalty!r}",
             )
+        _check_g_penalty(regularizer, critic, generator, seen_real, targets)
         regularizer.after_d_step(critic)
         regularizer.after_g_step(generator, 1)
         sampler = regularizer.sampling_generator()
@@ -443,6 +451,41 @@ def check_regularizer(regularizer: Regularizer, real: Tensor, seed: int = 0) -> 
         state = regularizer.state_dict()
         _check(isinstance(state, dict), "state_dict() must return a dict")
         regularizer.load_state_dict(state)
+
+
+def _check_g_penalty(
+    regularizer: Regularizer, critic: nn.Module, generator: nn.Module, seen_real: Tensor, targets: Targets
+) -> None:
+    """``g_penalty`` in a G phase's context: None, or a finite scalar whose gradient reaches G and not D."""
+    latents = torch.randn(len(seen_real), 3)
+    fake = generator(latents)
+    critic.requires_grad_(False)  # as in ganforge's G phases
+    try:
+        ctx = GContext(
+            real_logits=lambda: critic(seen_real),
+            targets=targets,
+            step=0,
+            progress=0.0,
+            generator=generator,
+            latents=latents,
+            fake=fake,
+        )
+        penalty = regularizer.g_penalty(ctx)
+        if penalty is None:
+            return
+        _check(
+            isinstance(penalty, Tensor) and penalty.dim() == 0 and _finite(penalty),
+            f"g_penalty must return None or a finite scalar tensor, got {penalty!r}",
+        )
+        _check(penalty.requires_grad, "g_penalty has no graph back to G (was something detached?)")
+        generator.zero_grad(set_to_none=True)
+        penalty.backward()
+    finally:
+        critic.requires_grad_(True)
+    g_grads = [p.grad for p in generator.parameters()]
+    _check(any(g is not None for g in g_grads), "g_penalty: no gradient reaches G")
+    _check(all(g is None or _finite(g) for g in g_grads), "g_penalty: G has a non-finite gradient")
+    _check(all(p.grad is None for p in critic.parameters()), "g_penalty wrote D's gradients")
 
 
 def check_schedule(schedule: Schedule, total_steps: int = 10) -> None:
@@ -793,31 +836,58 @@ def _adam_steps(optimizer: torch.optim.Optimizer) -> int:
     return steps.pop() if steps else 0
 
 
+def _lazy_phases(run: Run, network: str) -> list[tuple[str, Callable[..., dict[str, Tensor]]]]:
+    """The run's reg phases of ``network`` ("D" or "G"), one per lazy interval."""
+    engine = run.engine
+    phase, intervals = (
+        (engine.d_reg_phase, engine.d_intervals) if network == "D" else (engine.g_reg_phase, engine.g_intervals)
+    )
+    return [(f"{network} reg phase (every {k})", functools.partial(phase, interval=k)) for k in intervals]
+
+
 def check_d_phase_isolated(run: Run, step: int = 0) -> None:
-    """One D phase of ``run`` trains D and leaves G's weights, gradients and optimizer state bit-identical."""
+    """Each D phase of ``run`` (D main, then D reg for each lazy interval) trains D and leaves
+    G's weights, gradients and optimizer state bit-identical."""
+    for where, phase in [("D phase", run.engine.d_phase), *_lazy_phases(run, "D")]:
+        _check_d_isolated(run, step, where, phase, main=where == "D phase")
+
+
+def _check_d_isolated(
+    run: Run, step: int, where: str, phase: Callable[..., dict[str, Tensor]], *, main: bool
+) -> None:
     engine = run.engine
     g_params, g_grads = _parameters(run.generator), _gradients(run.generator)
     opt_g = copy.deepcopy(engine.opt_g.state_dict())
-    d_params = _parameters(run.discriminator)
+    d_params, opt_d_steps = _parameters(run.discriminator), _adam_steps(engine.opt_d)
     real, labels = _next_batch(run)
-    engine.d_phase(real, step, **labels)
+    stats = phase(real, step, **labels)
 
-    assert_identical(g_params, _parameters(run.generator), "D phase: G parameters")
-    assert_identical(g_grads, _gradients(run.generator), "D phase: G grads")
-    assert_identical(opt_g, engine.opt_g.state_dict(), "D phase: G optimizer state")
+    assert_identical(g_params, _parameters(run.generator), f"{where}: G parameters")
+    assert_identical(g_grads, _gradients(run.generator), f"{where}: G grads")
+    assert_identical(opt_g, engine.opt_g.state_dict(), f"{where}: G optimizer state")
+    if not main and not stats:
+        return  # every penalty of this interval returned None: no update
     d_grads = _gradients(run.discriminator)
     trainable = {n for n, p in run.discriminator.named_parameters() if p.requires_grad}
     _check(trainable, "D has no trainable parameters")
     missing = [n for n in trainable if d_grads[n] is None]
-    _check(not missing, f"D phase: D parameters without a gradient: {missing}")
-    _check(engine.opt_d.state_dict()["state"], "D phase: D's optimizer did not step")
+    _check(not missing, f"{where}: D parameters without a gradient: {missing}")
+    _check(_adam_steps(engine.opt_d) == opt_d_steps + 1, f"{where}: D's optimizer did not step exactly once")
     after = _parameters(run.discriminator)
     if _any_nonzero(d_grads, trainable):
-        _check(any(not torch.equal(d_params[n], after[n]) for n in trainable), "D phase: no D parameter moved")
+        _check(any(not torch.equal(d_params[n], after[n]) for n in trainable), f"{where}: no D parameter moved")
 
 
 def check_g_phase_isolated(run: Run, step: int = 0) -> None:
-    """A D phase, then a G phase that trains G (one optimizer step) and leaves D bit-identical and trainable."""
+    """A D phase, then each G phase (G main, then G reg for each lazy interval): each trains G
+    (one optimizer step) and leaves D bit-identical and trainable."""
+    for where, phase in [("G phase", run.engine.g_phase), *_lazy_phases(run, "G")]:
+        _check_g_isolated(run, step, where, phase, main=where == "G phase")
+
+
+def _check_g_isolated(
+    run: Run, step: int, where: str, phase: Callable[..., dict[str, Tensor]], *, main: bool
+) -> None:
     engine = run.engine
     real, labels = _next_batch(run)
     engine.d_phase(real, step, **labels)  # D now has gradients and optimizer state to protect
@@ -828,24 +898,26 @@ def check_g_phase_isolated(run: Run, step: int = 0) -> None:
     g_params = _parameters(run.generator)
     requires_grad = {n: p.requires_grad for n, p in run.discriminator.named_parameters()}
 
-    engine.g_phase(real, step, **labels)
+    stats = phase(real, step, **labels)
 
-    assert_identical(d_params, _parameters(run.discriminator), "G phase: D parameters")
-    assert_identical(d_grads, _gradients(run.discriminator), "G phase: D grads")
-    assert_identical(opt_d, engine.opt_d.state_dict(), "G phase: D optimizer state")
+    assert_identical(d_params, _parameters(run.discriminator), f"{where}: D parameters")
+    assert_identical(d_grads, _gradients(run.discriminator), f"{where}: D grads")
+    assert_identical(opt_d, engine.opt_d.state_dict(), f"{where}: D optimizer state")
     _check(
         {n: p.requires_grad for n, p in run.discriminator.named_parameters()} == requires_grad,
-        "G phase: D's requires_grad flags were not restored",
+        f"{where}: D's requires_grad flags were not restored",
     )
-    _check(all(requires_grad.values()), "D parameters left frozen after the G phase")
+    _check(all(requires_grad.values()), f"D parameters left frozen after the {where}")
+    if not main and not stats:
+        return  # every penalty of this interval returned None: no update
     g_trainable = [n for n, p in run.generator.named_parameters() if p.requires_grad]
     g_grads = _gradients(run.generator)
     missing = [n for n in g_trainable if g_grads[n] is None]
-    _check(not missing, f"G phase: G parameters without a gradient: {missing}")
-    _check(_adam_steps(engine.opt_g) == opt_g_steps + 1, "G phase: G's optimizer did not step exactly once")
+    _check(not missing, f"{where}: G parameters without a gradient: {missing}")
+    _check(_adam_steps(engine.opt_g) == opt_g_steps + 1, f"{where}: G's optimizer did not step exactly once")
     after = _parameters(run.generator)
     if _any_nonzero(g_grads, g_trainable):
-        _check(any(not torch.equal(g_params[n], after[n]) for n in g_trainable), "G phase: no G parameter moved")
+        _check(any(not torch.equal(g_params[n], after[n]) for n in g_trainable), f"{where}: no G parameter moved")
 
 
 def _any_nonzero(grads: Mapping[str, Tensor | None], names: Iterable[str]) -> bool:
@@ -870,7 +942,8 @@ def check_isolation(
     ``check_isolation(generator="resmlp", discriminator="mlp", loss="rsgan", dataset="ring-8",
     regularizers=["r1"])`` builds the run as ganforge would (on CPU, with small
     options unless ``small=False``), trains ``warmup`` full steps so gradients and
-    optimizer states are not empty, then checks a D phase and a G phase.
+    optimizer states are not empty, then checks each D phase and each G phase (the
+    reg phases of lazy penalties included).
     """
     plugins = _plugins(plugins)
     run_config = _config(config, fields, _RUN_DEFAULTS)

@@ -65,6 +65,7 @@ def flags(settings: dict) -> list[str]:
         "dataset": "--data",
         "scheduler": "--sched",
         "metrics": "--metric",
+        "regularizers": "--reg",
     }
     args: list[str] = []
     for key, value in settings.items():
@@ -128,6 +129,17 @@ def test_two_ranks_train_like_one_process_and_rank_0_alone_writes(tmp_path: Path
     resumed = train(None, resume=again, quiet=True)
     assert resumed.step == steps
     assert_close(weights(resumed.checkpoint), weights(one.checkpoint))
+
+
+def test_two_ranks_with_lazy_r1_train_like_one_process(tmp_path: Path) -> None:
+    """The D reg phase through DDP: R1 reaches no bias of D's last layer, and DDP waits for
+    every gradient; the reg phase's zero term gives it one, so the job trains as one process."""
+    lazy = {**NO_BATCHNORM, "regularizers": ["r1:gamma=1,every=3"], "metrics": [], "checkpoint_every": 0}
+    one = train(RunConfig(**lazy, steps=6, out=tmp_path / "one"), quiet=True)
+    two = tmp_path / "two"
+    done = torchrun(*flags(lazy), "--steps", 6, "--out", two)
+    assert done.returncode == 0, done.stderr
+    assert_close(weights(two / "checkpoint-00000006.pt"), weights(one.checkpoint))
 
 
 INSIDE_THE_STEP = """

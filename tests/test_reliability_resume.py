@@ -45,8 +45,18 @@ CASES: dict[str, dict[str, Any]] = {
         "steps": 12,
         "batch_size": 16,
     },
+    # Lazy R1 (its own D reg phase every 3rd D step) with 2 D steps per G step: D steps
+    # 0-15, R1 on 0, 3, 6, 9, 12, 15. The stop after step 2 (D step 3) falls mid-interval.
+    "non-saturating+lazy-r1+2-d-steps": {
+        **TINY_MLP,
+        "loss": "non-saturating",
+        "regularizers": ["r1:gamma=1,every=3"],
+        "scheduler": "constant:d_steps=2",
+        "steps": 8,
+        "batch_size": 32,
+    },
 }
-STOP_AT = {"wgan-gp+instance-noise": 4, "non-saturating+dcgan+spectral-norm": 5}
+STOP_AT = {"wgan-gp+instance-noise": 4, "non-saturating+dcgan+spectral-norm": 5, "non-saturating+lazy-r1+2-d-steps": 2}
 STATE_KEYS = ("step", "generator", "discriminator", "opt_g", "opt_d", "regularizers", "batches", "rng")
 
 

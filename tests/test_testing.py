@@ -25,6 +25,7 @@ from ganforge_core.testing import (
     check_isolation,
     check_loss,
     check_options,
+    check_regularizer,
     smoke_train,
 )
 
@@ -72,6 +73,21 @@ class ForgetfulNoise(Regularizer):
 
     def transform_d_input(self, x: Tensor, progress: float) -> Tensor:
         return x + 0.1 * torch.randn(x.shape, generator=self.noise)
+
+
+class DetachedGPenalty(Regularizer):
+    """A lazy G penalty computed on detached samples: it would never move G."""
+
+    g_penalty_every = 2
+
+    def g_penalty(self, ctx: Any) -> Tensor:
+        return ctx.fake.detach().square().mean()
+
+
+class NoInterval(Regularizer):
+    """A penalty interval of 0: the engine could never schedule it."""
+
+    d_penalty_every = 0
 
 
 class Broken:
@@ -129,6 +145,15 @@ def test_a_generator_of_the_wrong_shape_fails() -> None:
 def test_a_discriminator_with_a_column_of_logits_fails() -> None:
     with pytest.raises(AssertionError, match=r"gave shape \[5, 1\] for a batch of 5; expected \[5\]"):
         check_discriminator(nn.Linear(2, 1), torch.randn(5, 2))
+
+
+def test_a_g_penalty_without_gradient_or_a_bad_interval_fails() -> None:
+    real = torch.randn(4, 2)
+    check_regularizer(Regularizer(), real)  # every method optional: the base class passes
+    with pytest.raises(AssertionError, match="g_penalty has no graph back to G"):
+        check_regularizer(DetachedGPenalty(), real)
+    with pytest.raises(AssertionError, match="d_penalty_every must be an int of at least 1, got 0"):
+        check_regularizer(NoInterval(), real)
 
 
 def test_a_penalty_that_reaches_g_breaks_isolation(plugins: Plugins) -> None:

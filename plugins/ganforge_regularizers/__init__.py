@@ -167,8 +167,8 @@ def ganforge_register_regularizers(register):
         _r1,
         options=R1Options,
         summary="R1: gamma/2 * E||grad D(real)||^2, optionally lazily every k steps (StyleGAN2)",
-        # Lazy regularisation decides from the step number on the host.
-        traits=lambda o: {"input-gradient-penalty"} | (graph_safe_unless_annealed(o) if o.every == 1 else set()),
+        # Lazy regularisation (every > 1) is a phase of its own, captured in a graph of its own.
+        traits=lambda o: {"input-gradient-penalty"} | graph_safe_unless_annealed(o),
         conflicts={"batchnorm-in-d": NEEDS_NO_BATCHNORM, "lipschitz-penalty": ZERO_VERSUS_ONE},
         paper="Mescheder et al. 2018, 'Which training methods for GANs do actually converge?', eq. 9",
     )
@@ -177,8 +177,8 @@ def ganforge_register_regularizers(register):
         _r2,
         options=R2Options,
         summary="R2: gamma/2 * E||grad D(fake)||^2, optionally lazily every k steps; with r1, R3GAN's pair",
-        # Lazy regularisation decides from the step number on the host.
-        traits=lambda o: {"input-gradient-penalty"} | (graph_safe_unless_annealed(o) if o.every == 1 else set()),
+        # Lazy regularisation (every > 1) is a phase of its own, captured in a graph of its own.
+        traits=lambda o: {"input-gradient-penalty"} | graph_safe_unless_annealed(o),
         conflicts={"batchnorm-in-d": NEEDS_NO_BATCHNORM, "lipschitz-penalty": ZERO_VERSUS_ONE},
         paper="Mescheder et al. 2018, eq. 10, after Roth et al. 2017, 'Stabilizing training of generative "
         "adversarial networks through regularization'; Huang et al. 2024, 'The GAN is dead; long live the GAN! "

@@ -81,7 +81,8 @@ class R1Options(Annealing):
     every: int = Field(
         1,
         ge=1,
-        description="lazy regularisation: penalise every k-th G step with k times the weight (StyleGAN2: 16)",
+        description="lazy regularisation: penalise every k-th D step, in a phase of its own, with k times the "
+        "weight (StyleGAN2: 16)",
     )
 
 

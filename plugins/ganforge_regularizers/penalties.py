@@ -12,41 +12,37 @@ from ganforge_regularizers.options import GradientPenaltyOptions, R1Options, R2O
 class R1(Regularizer):
     """Zero-centred penalty on D's gradient at real data (Mescheder et al. 2018, eq. 9).
 
-    With ``every=k`` the penalty is computed on one G step in k (on all its D
-    steps) and multiplied by k, so its weight per step is unchanged on average
-    (Karras et al. 2020, StyleGAN2, section 3.1). StyleGAN2 also rescales Adam's
-    learning rate and betas for the lazy phase; ganforge does not.
+    With ``every=k`` the penalty runs lazily (Karras et al. 2020, StyleGAN2,
+    section 3.1): the engine's D reg phase computes it on every k-th D step, as a
+    D update of its own, multiplied by k, so its weight per step is unchanged on
+    average; D's Adam is built with ``lr * c`` and ``betas ** c``, ``c = k / (k + 1)``.
     """
 
     def __init__(self, options: R1Options) -> None:
         self.options = options
         self.gamma = options.gamma
-        self.every = options.every
+        self.d_penalty_every = options.every
 
-    def d_penalty(self, ctx: DContext) -> Tensor | None:
-        if ctx.step % self.every:
-            return None
+    def d_penalty(self, ctx: DContext) -> Tensor:
         gamma = self.gamma * self.options.strength(ctx.progress)
-        return (0.5 * gamma * self.every) * real_gradient_penalty(ctx)
+        return (0.5 * gamma) * real_gradient_penalty(ctx)
 
 
 class R2(Regularizer):
     """Zero-centred penalty on D's gradient at generated data (Mescheder et al. 2018, eq. 10; Roth et al. 2017).
 
     R1's twin on the fake batch; R3GAN (Huang et al. 2024) trains with both at the same gamma. ``every``
-    works as R1's does.
+    works as R1's does (a lazy D reg phase).
     """
 
     def __init__(self, options: R2Options) -> None:
         self.options = options
         self.gamma = options.gamma
-        self.every = options.every
+        self.d_penalty_every = options.every
 
-    def d_penalty(self, ctx: DContext) -> Tensor | None:
-        if ctx.step % self.every:
-            return None
+    def d_penalty(self, ctx: DContext) -> Tensor:
         gamma = self.gamma * self.options.strength(ctx.progress)
-        return (0.5 * gamma * self.every) * fake_gradient_penalty(ctx)
+        return (0.5 * gamma) * fake_gradient_penalty(ctx)
 
 
 class GradientPenalty(Regularizer):
