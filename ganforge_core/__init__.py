@@ -33,7 +33,7 @@ from ganforge_core.components import (
     graph_safe_unless_annealed,
 )
 from ganforge_core.config import Choice, Plan, RunConfig, resolve
-from ganforge_core.errors import CheckpointError, ConfigError, DataError, GanforgeError, TrainingDiverged
+from ganforge_core.errors import CheckpointError, ConfigError, ContractError, DataError, GanforgeError, TrainingDiverged
 from ganforge_core.hookspecs import CONTRACT_VERSION, hookimpl, hookspec
 from ganforge_core.registry import Component, Register, Registry
 from ganforge_core.version import __version__
@@ -96,6 +96,7 @@ __all__ = [
     "Choice",
     "Component",
     "ConfigError",
+    "ContractError",
     "DContext",
     "DataError",
     "Dataset",

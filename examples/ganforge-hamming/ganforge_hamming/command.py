@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ganforge_core.commands.common import user_errors
 from ganforge_core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -43,18 +42,18 @@ def codewords(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Count the Hamming(7,4) codewords among samples of a run trained on hamming-7 (plugin hamming)."""
-    with user_errors():
-        if not run.exists():
-            raise ConfigError(f"no run directory or checkpoint at {run}")
-        from ganforge_core import load_trained
+    # ganforge prints a ConfigError (any GanforgeError) raised by a plugin command as one line.
+    if not run.exists():
+        raise ConfigError(f"no run directory or checkpoint at {run}")
+    from ganforge_core import load_trained
 
-        from ganforge_hamming.code import codeword_counts
+    from ganforge_hamming.code import codeword_counts
 
-        trained = load_trained(run, device=device)  # the generator only: no optimizer, no dataset
-        dataset = trained.plan.dataset
-        if DATA_TRAIT not in dataset.traits:
-            raise ConfigError(
-                f"ganforge codewords needs a run trained on hamming-7; {run} trained on '{dataset.component.name}'"
-            )
-        counts = codeword_counts(trained.draw(n, seed))
+    trained = load_trained(run, device=device)  # the generator only: no optimizer, no dataset
+    dataset = trained.plan.dataset
+    if DATA_TRAIT not in dataset.traits:
+        raise ConfigError(
+            f"ganforge codewords needs a run trained on hamming-7; {run} trained on '{dataset.component.name}'"
+        )
+    counts = codeword_counts(trained.draw(n, seed))
     typer.echo(table(counts))
