@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -59,6 +60,24 @@ def docs_cli() -> None:
     from ganforge_core.clidocs import cli_reference
 
     typer.echo(cli_reference(app), nl=False)
+
+
+@docs_app.command("hooks")
+def docs_hooks(
+    page: Path = typer.Argument(Path("docs/hooks.md"), help="The hook reference page to update."),
+) -> None:
+    """Rewrite the generated reference block of docs/hooks.md (kinds, protocols) from the code."""
+    from ganforge_core.hookdocs import update
+
+    typer.echo(f"{page}: {'updated' if update(page) else 'already up to date'}")
+
+
+@docs_app.command("traits")
+def docs_traits() -> None:
+    """Print docs/traits.md: every trait, its meaning and who reads it (ganforge docs traits > docs/traits.md)."""
+    from ganforge_core.traits import builtin_registry, markdown
+
+    typer.echo(markdown(builtin_registry()), nl=False)
 
 
 COMMANDS_HOOK = "ganforge_register_commands"

@@ -4,7 +4,7 @@ A trait is a fact a component declares about itself (``register(traits=...)``),
 that a dataset must have (``requires=``) or that another chosen component must not
 have (``conflicts=``). :data:`TRAITS` says what each one means and which code reads
 it; :func:`uses` finds, in a registry, who declares, requires and refuses it;
-:func:`markdown` renders both as docs/traits.md (``python -m ganforge_core.traits >
+:func:`markdown` renders both as docs/traits.md (``ganforge docs traits >
 docs/traits.md``), and tests/test_traits.py keeps the page, the table and the
 registry in step. A third-party plugin may declare traits of its own; reuse one of
 these where the meaning is the same, so the checks that read it apply.
@@ -169,7 +169,7 @@ a dataset must have (`requires=`), or that no other chosen component may have
 (`conflicts=`); the core refuses a run whose components do not fit, before it
 trains. Each trait below has one meaning. The table is generated from
 `ganforge_core.traits.TRAITS` and the built-in registry
-(`python -m ganforge_core.traits > docs/traits.md`), and a test fails when the
+(`ganforge docs traits > docs/traits.md`), and a test fails when the
 page, the table or the components drift apart. A plugin may declare traits of its
 own; reuse one of these where the meaning is the same, so the checks that read it
 apply to the plugin's component too.
@@ -212,7 +212,3 @@ def builtin_registry() -> Registry:
             del os.environ[ALLOW_LIST_VARIABLE]
         else:
             os.environ[ALLOW_LIST_VARIABLE] = saved
-
-
-if __name__ == "__main__":  # pragma: no cover - python -m ganforge_core.traits > docs/traits.md
-    print(markdown(builtin_registry()), end="")

@@ -37,7 +37,7 @@ def test_every_trait_has_a_meaning(builtins: Registry) -> None:
 
 def test_traits_page_is_generated_from_the_table_and_the_registry(builtins: Registry) -> None:
     page = (ROOT / "docs" / "traits.md").read_text()
-    assert page == markdown(builtins), "regenerate with: python -m ganforge_core.traits > docs/traits.md"
+    assert page == markdown(builtins), "regenerate with: ganforge docs traits > docs/traits.md"
 
 
 def test_the_page_names_who_declares_requires_and_refuses_each_trait(builtins: Registry) -> None:
