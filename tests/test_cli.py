@@ -490,7 +490,7 @@ BAD_INPUTS = [
              ("generator 'mlp'", "'hidden'", "8192")),
     BadInput("data-seed-past-64-bits", ("--gen", "mlp", "--data", f"ring-8:n=256,data_seed={2**70}"),
              ("dataset 'ring-8'", "'data_seed'")),
-    BadInput("steps-past-64-bits", (*TINY, "--steps", str(2**70)), ("--steps", "64-bit"), bounded=False),
+    BadInput("log-every-past-64-bits", (*TINY, "--log-every", str(2**70)), ("--log-every", "64-bit")),
     # Hostile config files.
     BadInput("config-nested-json", ("--config", "deep.json"), ("deep.json", "nested"),
              prepare=_nested("deep.json", '{"a": ', "}", 100_000)),
