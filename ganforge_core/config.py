@@ -15,7 +15,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ganforge_core.components import Kind, Options, Recommendation, ResolveContext, ScheduleOptions, fits_64_bits, numbers_only
+from ganforge_core.components import (
+    Kind,
+    Options,
+    Recommendation,
+    ResolveContext,
+    ScheduleOptions,
+    fits_64_bits,
+    numbers_only,
+)
 from ganforge_core.errors import ConfigError
 from ganforge_core.registry import Component, Registry
 

@@ -482,7 +482,8 @@ BAD_INPUTS = [
     BadInput("config-seed-true", ("--config", "seed.toml"), ("--seed", "not true or false"),
              prepare=_write("seed.toml", b'dataset = "ring-8:n=256"\ngenerator = "mlp"\nseed = true\n')),
     BadInput("config-option-true", ("--config", "opt.toml"), ("generator 'mlp'", "'hidden'", "not true or false"),
-             prepare=_write("opt.toml", b'dataset = "ring-8:n=256"\ngenerator = {name = "mlp", options = {hidden = true}}\n')),
+             prepare=_write("opt.toml", b'dataset = "ring-8:n=256"\n'
+                                        b'generator = {name = "mlp", options = {hidden = true}}\n')),
     # Sizes no machine has: refused before anything is allocated.
     BadInput("dataset-too-large", ("--gen", "mlp", "--data", "ring-8:n=100000000000"),
              ("dataset 'ring-8'", "'n'", "10000000")),

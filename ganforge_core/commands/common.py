@@ -94,7 +94,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         else:
             data = json.loads(text, parse_constant=_not_json)
     except RecursionError:
-        raise fail(f"config file {path} is nested too deeply to read (a config is at most {MAX_DEPTH} levels deep)") from None
+        raise fail(f"config file {path} is nested too deeply to read (at most {MAX_DEPTH} levels)") from None
     except tomllib.TOMLDecodeError as exc:
         raise fail(f"config file {path} is not valid TOML: {exc}") from None
     except json.JSONDecodeError as exc:

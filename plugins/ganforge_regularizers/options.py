@@ -18,7 +18,9 @@ class EMAOptions(Options):
     decay: float = Field(
         0.999, ge=0.0, lt=1.0, description="weight of the old average at each G step (0: the copy is G itself)"
     )
-    start: int = Field(0, ge=0, le=10**9, description="G steps during which the copy follows G exactly before averaging begins")
+    start: int = Field(
+        0, ge=0, le=10**9, description="G steps during which the copy follows G exactly before averaging begins"
+    )
 
 
 class InstanceNoiseOptions(Options):
