@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 if TYPE_CHECKING:
     import torch
@@ -24,15 +24,41 @@ Kind = Literal["generator", "discriminator", "loss", "regularizer", "scheduler",
 KINDS: tuple[Kind, ...] = get_args(Kind)  # ganforge_core.kinds.TABLE describes each, in this order
 
 
+INT64 = (-(2**63), 2**63)  # an int option must fit in a signed 64-bit integer (torch's and NumPy's)
+
+
+def numbers_only(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """A ``before`` validator: ``true`` is no number (pydantic would read it as 1)."""
+    if isinstance(value, bool) and info.field_name is not None:
+        annotation = cls.model_fields[info.field_name].annotation
+        if bool not in (annotation, *get_args(annotation)) and {int, float} & {annotation, *get_args(annotation)}:
+            raise ValueError("must be a number, not true or false")
+    return value
+
+
+def fits_64_bits(value: Any) -> Any:
+    """An ``after`` validator: an int past 64 bits is refused here, not by an OverflowError later."""
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value < INT64[1]:
+        raise ValueError("must fit in a signed 64-bit integer (below 2**63)")
+    return value
+
+
 class Options(BaseModel):
     """Base class of every component's options: typos are errors, values are frozen.
 
     Give every field a ``Field(description=...)``: ``ganforge plugins`` and the docs
     show it. Fields may read the validation context (a :class:`ResolveContext`
     under the key ``"resolve"``) to pick defaults that depend on the rest of the run.
+
+    Every subclass refuses what no option means: an infinite or NaN float, an int
+    past 64 bits, ``true``/``false`` for a number. Give size options an upper bound
+    (``le=``) so a typo cannot ask for more memory than a machine has.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    _numbers_only = field_validator("*", mode="before")(classmethod(numbers_only))
+    _fits_64_bits = field_validator("*", mode="after")(fits_64_bits)
 
 
 class NoOptions(Options):
@@ -71,7 +97,7 @@ class ScheduleOptions(Options):
     """Options every schedule has. ``d_steps=None`` takes the loss's recommendation."""
 
     d_steps: int | None = Field(
-        None, ge=1, description="D steps per G step; default: the loss's recommendation (else 1)"
+        None, ge=1, le=100, description="D steps per G step; default: the loss's recommendation (else 1)"
     )
 
 

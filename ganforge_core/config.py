@@ -15,9 +15,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ganforge_core.components import Kind, Options, Recommendation, ResolveContext, ScheduleOptions
+from ganforge_core.components import (
+    Kind,
+    Options,
+    Recommendation,
+    ResolveContext,
+    ScheduleOptions,
+    fits_64_bits,
+    numbers_only,
+)
 from ganforge_core.errors import ConfigError
 from ganforge_core.registry import Component, Registry
+
+
+SEED_LIMIT = 2**32  # seeds are 32-bit: 0 <= seed < SEED_LIMIT (run --seed, sample --seed)
 
 
 def parse_choice(text: str) -> dict[str, Any]:
@@ -28,6 +39,8 @@ def parse_choice(text: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"'{item}' in '{text}' is not key=value (form: NAME:key=value,key=value)")
+        if key.strip() in options:
+            raise ValueError(f"option '{key.strip()}' is given twice in '{text}'; give each option once")
         options[key.strip()] = value.strip()
     return {"name": name.strip(), "options": options}
 
@@ -73,9 +86,13 @@ class RunConfig(BaseModel):
 
     Each field is also a ``ganforge run`` flag: its :class:`Flag` metadata names it, and
     its description is the flag's help (``ganforge_core.commands.training`` reads both).
+    Numbers are finite, ints fit in 64 bits, and ``true`` is no number (as in component options).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    _numbers_only = field_validator("*", mode="before")(classmethod(numbers_only))
+    _fits_64_bits = field_validator("*", mode="after")(fits_64_bits)
 
     generator: Annotated[Choice, Flag("--gen")] = Field(
         Choice(name="dcgan"), description="Generator: NAME or NAME:key=value,... (see 'ganforge plugins')."
@@ -112,7 +129,7 @@ class RunConfig(BaseModel):
         None, description="Adam betas."
     )
     seed: Annotated[int, Flag("--seed")] = Field(
-        0, ge=0, lt=2**32, description="Seed of every random number generator (32-bit)."
+        0, ge=0, lt=SEED_LIMIT, description="Seed of every random number generator (32-bit)."
     )
     device: Annotated[str, Flag("--device")] = Field("auto", description="auto, cpu, cuda or cuda:N.")
     out: Annotated[Path | None, Flag("--out", derived="runs/<time>-<gen>-<loss>-<data>")] = Field(

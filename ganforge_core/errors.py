@@ -42,6 +42,27 @@ class ContractError(GanforgeError):
     """
 
 
+QUOTE_LIMIT = 200  # characters of a user's value an error line quotes
+LINE_LIMIT = 2000  # characters of an error line, whatever it quotes
+
+
+def quote(value: object) -> str:
+    """``repr(value)``, cut to :data:`QUOTE_LIMIT` characters with its length, so an error
+    about a huge value (a 50 MB string in a config file) stays a readable line."""
+    return shorten(repr(value), QUOTE_LIMIT)
+
+
+def shorten(text: str, limit: int = LINE_LIMIT) -> str:
+    """``text``, or its first ``limit`` characters, an ellipsis and how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+class BuildError(ContractError):
+    """A component's factory raised something other than a :class:`GanforgeError` (a bug in
+    the plugin, or a size the machine cannot hold): one line naming the plugin and the
+    component, exit status 2. The factory's exception is its ``__cause__``."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for a close match, else an empty string."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

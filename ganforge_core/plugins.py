@@ -23,6 +23,7 @@ from typing import Any
 import pluggy
 
 from ganforge_core import hookspecs
+from ganforge_core.errors import did_you_mean, one_of
 from ganforge_core.kinds import REGISTER_HOOKS  # importable from here too
 from ganforge_core.registry import ALLOW_LIST_VARIABLE, PluginProblem, Registry  # the variable: from here too
 
@@ -63,8 +64,19 @@ class Plugins:
         self.problems: list[PluginProblem] = []
         self.builtin: set[str] = set()  # names of the loaded built-in plugins
         allowed = _allowed()
+        installed = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (not _is_builtin(e), e.name))
+        extra = list(extra)
+        names = sorted({ep.name for ep in installed} | {name for name, _ in extra})
+        for name in sorted((allowed or set()) - set(names)):
+            self.problems.append(
+                PluginProblem(
+                    name,
+                    f"{ALLOW_LIST_VARIABLE} names it, but no installed plugin has that name"
+                    f"{did_you_mean(name, names)}; installed: {one_of(names)}",
+                )
+            )
         # Built-ins first, so that a third-party entry point cannot take a built-in's name.
-        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (not _is_builtin(e), e.name)):
+        for ep in installed:
             if allowed is not None and ep.name not in allowed:
                 continue
             try:

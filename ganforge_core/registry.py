@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from ganforge_core.components import KINDS, Kind, NoOptions, Options, Recommendation, Renderer, ResolveContext
-from ganforge_core.errors import ConfigError, did_you_mean, one_of
+from ganforge_core.errors import BuildError, ConfigError, GanforgeError, did_you_mean, one_of, quote, shorten
 
 # Traits a later contract version split up: old name -> (its replacements, that version).
 # docs/contract-changelog.md says why; docs/traits.md has the new meanings.
@@ -100,7 +100,14 @@ class Component:
             raise ConfigError(self._explain(exc)) from None
 
     def build(self, options: Options, ctx: Any) -> Any:
-        return self.factory(options, ctx)
+        """The factory's product. A :class:`GanforgeError` it raises is the user's to read as it
+        is; any other exception is the plugin's bug, a :class:`BuildError` naming both."""
+        try:
+            return self.factory(options, ctx)
+        except GanforgeError:
+            raise
+        except Exception as exc:
+            raise BuildError(f"plugin '{self.plugin}': {self.label} failed to build: {quote(exc)}") from exc
 
     def _explain(self, exc: ValidationError) -> str:
         fields = self.options.model_fields
@@ -109,9 +116,9 @@ class Component:
         for error in exc.errors():
             where = ".".join(str(p) for p in error["loc"]) or "options"
             if error["type"] == "extra_forbidden":
-                problems.append(f"unknown option '{where}'{did_you_mean(where, fields)}")
+                problems.append(f"unknown option {quote(where)}{did_you_mean(where, fields)}")
             else:
-                problems.append(f"option '{where}': {error['msg']} (got {error.get('input')!r})")
+                problems.append(f"option '{where}': {shorten(error['msg'], 500)} (got {quote(error.get('input'))})")
         return f"{self.label}: {'; '.join(problems)}; valid options: {valid}"
 
 

@@ -26,7 +26,7 @@ from ganforge_core import checkpoint as ckpt
 from ganforge_core import distributed
 from ganforge_core.components import Logger, RunContext
 from ganforge_core.config import Chosen, Plan, RunConfig, resolve
-from ganforge_core.errors import CheckpointError, ConfigError, GanforgeError, TrainingDiverged
+from ganforge_core.errors import BuildError, CheckpointError, ConfigError, GanforgeError, TrainingDiverged
 from ganforge_core.plugins import Plugins, get_plugins
 from ganforge_core.reporting import MetricsLog, ProgressView, plot_losses, write_config_files
 from ganforge_core.run import Run
@@ -190,10 +190,8 @@ class Loggers:
             label = f"plugin '{chosen.component.plugin}': {chosen.component.label}"
             try:
                 self.active.append((label, chosen.component.build(chosen.options, context)))
-            except GanforgeError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - reported; the run goes on without it
-                warn(f"{label} could not start ({exc!r}); the run goes on without it")
+            except BuildError as exc:  # the factory's bug: reported; the run goes on without it
+                warn(f"{label} could not start ({exc.__cause__!r}); the run goes on without it")
 
     def __call__(self, method: str, *args: Any) -> None:
         for entry in list(self.active):
@@ -344,12 +342,17 @@ def _plot_losses(run: Run, warn: Callable[[str], None]) -> None:
 
 
 def _saved_config(path: Path, text: Any, changes: dict[str, Any]) -> RunConfig:
-    """The configuration stored in a checkpoint, with the allowed changes applied."""
+    """The configuration stored in a checkpoint, with the allowed changes applied.
+
+    The stored one is checked alone first, so an invalid change (``--steps 0``) is blamed
+    on its flag (a ValidationError, as for a new run), never on the checkpoint."""
     try:
-        return RunConfig.model_validate({**json.loads(text), **changes})
+        saved = json.loads(text)
+        RunConfig.model_validate(saved)
     except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} holds no valid run configuration ({first})") from None
+    return RunConfig.model_validate({**saved, **changes})
 
 
 def _forget_records_after(path: Path, step: int) -> None:

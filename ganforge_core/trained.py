@@ -17,6 +17,7 @@ samples and evaluates with the methods below.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from ganforge_core.plugins import Plugins
 
 PLAIN = (bool, int, float, str, type(None))
+SAMPLE_BUDGET = 4 * 2**30  # bytes of float32 samples and latents that draw and interpolate hold at once
 
 
 def seed_everything(seed: int) -> None:
@@ -274,8 +276,18 @@ class Trained:
 
     def draw(self, n: int, seed: int, label: int | None = None, ema: bool = True) -> Tensor:
         """``n`` samples from fresh latents seeded by ``seed`` (for ``ganforge sample``)."""
+        self._check_size(n, f"--n {n}")
         latents, labels = self._draw_inputs(n, seed, label)
         return self.generate(n, latents, labels, ema=ema)
+
+    def _check_size(self, count: int, asked: str) -> None:
+        """Refuse, before allocating, more samples than :data:`SAMPLE_BUDGET` holds."""
+        most = SAMPLE_BUDGET // (4 * (math.prod(self.data_shape) + self.z_dim))
+        if count > most:
+            raise ConfigError(
+                f"{asked} asks for {count:,} samples; at most {most:,} of shape {list(self.data_shape)} "
+                f"fit in the {SAMPLE_BUDGET // 2**30} GiB sampling limit: draw fewer"
+            )
 
     def _draw_inputs(self, n: int, seed: int, label: int | None) -> tuple[Tensor, Tensor | None]:
         conditional = self.plan.config.conditional
@@ -305,6 +317,7 @@ class Trained:
         """
         if steps < 2:
             raise ConfigError(f"--interpolate must be at least 2 (the two ends of each row), got {steps}")
+        self._check_size(rows * steps, f"--n {rows} rows of --interpolate {steps}")
         latents, labels = self._draw_inputs(2 * rows, seed, label)
         paths = slerp(latents[:rows].cpu(), latents[rows:].cpu(), fractions(steps)).to(self.device)
         return paths, None if labels is None else labels[:rows]

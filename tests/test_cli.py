@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 from ganforge_core import RunConfig, get_registry, resolve
 from ganforge_core import checkpoint as ckpt
 from ganforge_core.cli import app
+from ganforge_core.errors import LINE_LIMIT
 
 GANFORGE = Path(sys.executable).parent / "ganforge"
 REGISTRY = get_registry()
@@ -340,9 +341,11 @@ class BadInput:
     prepare: Callable[[Path], None] | None = None
     skip: str = ""
     bounded: bool = True  # append BOUNDED (cases about --steps itself must not)
+    absent: tuple[str, ...] = ()  # words the line must not say (it would blame the wrong thing)
+    command: str = "run"
 
     def argv(self) -> list[str]:
-        return ["run", *self.args, *(BOUNDED if self.bounded else ())]
+        return [self.command, *self.args, *(BOUNDED if self.bounded and self.command == "run" else ())]
 
 
 def _non_empty(root: Path) -> None:
@@ -363,6 +366,10 @@ def _checkpoint_dir(content: Callable[[], bytes]) -> Callable[[Path], None]:
         (root / "old" / "checkpoint-00000002.pt").write_bytes(content())
 
     return prepare
+
+
+def _nested(name: str, opening: str, closing: str, levels: int, key: str = "") -> Callable[[Path], None]:
+    return _write(name, (key + opening * levels + "1" + closing * levels + "\n").encode())
 
 
 def _empty_dir(root: Path) -> None:
@@ -461,6 +468,58 @@ BAD_INPUTS = [
              prepare=_checkpoint_dir(lambda: _without("rng"))),
     BadInput("resume-with-other-components", ("--resume", "old", "--gen", "dcgan"), ("--gen",),
              prepare=_checkpoint_dir(real_checkpoint)),
+    # Non-finite and duplicated options, and true for a number (issue 19).
+    BadInput("r1-gamma-inf", (*TINY, "--reg", "r1:gamma=inf"), ("regularizer 'r1'", "'gamma'", "finite")),
+    BadInput("wgan-gp-weight-inf", (*TINY, "--loss", "wgan-gp:weight=inf"), ("loss 'wgan-gp'", "'weight'", "finite")),
+    BadInput("lsgan-g-target-nan", (*TINY, "--loss", "lsgan:g_target=nan"), ("loss 'lsgan'", "'g_target'", "finite")),
+    BadInput("wgan-clip-inf", (*TINY, "--loss", "wgan:clip=inf"), ("loss 'wgan'", "'clip'", "finite")),
+    BadInput("option-given-twice", (*TINY, "--reg", "r1:gamma=1,gamma=2"), ("--reg", "'gamma'", "given twice")),
+    BadInput("config-json-infinity", ("--config", "inf.json"), ("inf.json", "Infinity"),
+             prepare=_write("inf.json", b'{"lr_d": Infinity}\n')),
+    BadInput("config-json-overflowing-option", ("--config", "big.json"), ("regularizer 'r1'", "'gamma'", "finite"),
+             prepare=_write("big.json", b'{"dataset": "ring-8:n=256", "generator": "mlp", '
+                                        b'"regularizers": [{"name": "r1", "options": {"gamma": 1e999}}]}\n')),
+    BadInput("config-seed-true", ("--config", "seed.toml"), ("--seed", "not true or false"),
+             prepare=_write("seed.toml", b'dataset = "ring-8:n=256"\ngenerator = "mlp"\nseed = true\n')),
+    BadInput("config-option-true", ("--config", "opt.toml"), ("generator 'mlp'", "'hidden'", "not true or false"),
+             prepare=_write("opt.toml", b'dataset = "ring-8:n=256"\n'
+                                        b'generator = {name = "mlp", options = {hidden = true}}\n')),
+    # Sizes no machine has: refused before anything is allocated.
+    BadInput("dataset-too-large", ("--gen", "mlp", "--data", "ring-8:n=100000000000"),
+             ("dataset 'ring-8'", "'n'", "10000000")),
+    BadInput("hidden-too-large", ("--gen", "mlp:hidden=99999999999", "--data", "ring-8:n=256"),
+             ("generator 'mlp'", "'hidden'", "8192")),
+    BadInput("data-seed-past-64-bits", ("--gen", "mlp", "--data", f"ring-8:n=256,data_seed={2**70}"),
+             ("dataset 'ring-8'", "'data_seed'")),
+    BadInput("log-every-past-64-bits", (*TINY, "--log-every", str(2**70)), ("--log-every", "64-bit")),
+    # Hostile config files.
+    BadInput("config-nested-json", ("--config", "deep.json"), ("deep.json", "nested"),
+             prepare=_nested("deep.json", '{"a": ', "}", 100_000)),
+    BadInput("config-nested-toml", ("--config", "deep.toml"), ("deep.toml", "nested"),
+             prepare=_nested("deep.toml", "[", "]", 100_000, key="a = ")),
+    BadInput("config-nested-but-parsable", ("--config", "mid.json"), ("mid.json", "nested"),
+             prepare=_nested("mid.json", '{"steps": ', "}", 40)),
+    BadInput("config-huge-string", ("--config", "huge.json"), ("--device", "characters)"),
+             prepare=_write("huge.json", b'{"device": "' + b"x" * 5_000_000 + b'"}\n')),
+    BadInput("config-huge-key", ("--config", "key.json"), ("unknown setting", "characters)"),
+             prepare=_write("key.json", b'{"' + b"k" * 5_000_000 + b'": 1}\n')),
+    BadInput("huge-option-value", ("--gen", "mlp:hidden=" + "9" * 1_000_000, "--data", "ring-8:n=256"),
+             ("'hidden'", "characters)")),
+    # Errors that blame the wrong thing: a bad flag on --resume is the flag's fault, not the checkpoint's.
+    BadInput("resume-with-zero-steps", ("--resume", "old", "--steps", "0"), ("--steps", "greater than"),
+             prepare=_checkpoint_dir(real_checkpoint), bounded=False, absent=("no valid run configuration",)),
+    BadInput("resume-with-unknown-device", ("--resume", "old", "--device", "gpu"), ("--device", "'gpu'"),
+             prepare=_checkpoint_dir(real_checkpoint), absent=("no valid run configuration",)),
+    # sample: the same seed range as run, and no more samples than memory holds.
+    BadInput("sample-negative-seed", ("old/checkpoint-00000002.pt", "--seed", "-1"), ("--seed", "2**32", "-1"),
+             prepare=_checkpoint_dir(real_checkpoint), command="sample"),
+    BadInput("sample-seed-past-64-bits", ("old/checkpoint-00000002.pt", "--seed", str(2**70)), ("--seed", "2**32"),
+             prepare=_checkpoint_dir(real_checkpoint), command="sample"),
+    BadInput("sample-too-many", ("old/checkpoint-00000002.pt", "--n", "10000000000000"),
+             ("--n 10000000000000", "268,435,456", "GiB"), prepare=_checkpoint_dir(real_checkpoint), command="sample"),
+    BadInput("sample-interpolate-too-many", ("old/checkpoint-00000002.pt", "--interpolate", "10000000000"),
+             ("--interpolate 10000000000", "268,435,456", "GiB"), prepare=_checkpoint_dir(real_checkpoint),
+             command="sample"),
 ]
 
 
@@ -494,7 +553,11 @@ def test_bad_input_is_one_error_line_with_status_2(
     if case.prepare:
         case.prepare(tmp_path)
     monkeypatch.chdir(tmp_path)
-    assert_one_error_line_in_process(invoke(case.argv()), *case.mentions)
+    line = assert_one_error_line_in_process(invoke(case.argv()), *case.mentions)
+    for text in case.absent:
+        assert text not in line, line
+    # However much of the input it quotes, an error line stays readable.
+    assert len(line) <= len("error: ") + LINE_LIMIT + len("... (50,000,000 characters)"), len(line)
 
 
 # The same through the installed console script: a real process, its real stderr

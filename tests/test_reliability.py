@@ -25,13 +25,16 @@ import re
 import signal
 import sys
 import textwrap
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+import annotated_types
 import pytest
 import torch
+from pydantic import Field, ValidationError
 
-from ganforge_core import RunConfig, hookimpl
+from ganforge_core import Options, RunConfig, hookimpl
 from ganforge_core import checkpoint as ckpt
 from ganforge_core.plugins import ALLOW_LIST_VARIABLE, Plugins
 from ganforge_core.session import train
@@ -226,6 +229,122 @@ def test_a_lifecycle_hook_that_raises_does_not_end_the_run(tmp_path: Path) -> No
     warnings = [r["message"] for r in records(out) if r.get("event") == "warning"]
     assert any("buggy-observer" in w for w in warnings), warnings
 
+
+
+def test_an_unknown_name_in_the_allow_list_is_named_with_the_installed_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ALLOW_LIST_VARIABLE, "mlp,nosuch,lossess")
+    registry = Plugins().registry
+    assert registry.plugins == ["mlp"]
+    installed = ", ".join(sorted(ep.name for ep in entry_points(group="ganforge")))
+    assert [str(p) for p in registry.problems] == [
+        f"plugin 'lossess': {ALLOW_LIST_VARIABLE} names it, but no installed plugin has that name "
+        f"(did you mean 'losses'?); installed: {installed}",
+        f"plugin 'nosuch': {ALLOW_LIST_VARIABLE} names it, but no installed plugin has that name; "
+        f"installed: {installed}",
+    ]
+
+
+FAILING_FACTORIES = """
+    from ganforge_core import hookimpl
+
+    def explode(options, ctx):
+        raise RuntimeError("out of cheese")
+
+    @hookimpl
+    def ganforge_register_generators(register):
+        register("exploding", explode, summary="its factory raises")
+
+    @hookimpl
+    def ganforge_register_loggers(register):
+        register("exploding", explode, summary="its factory raises")
+"""
+
+
+def test_a_factory_that_raises_is_one_line_naming_the_plugin_and_the_component(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Promise: a component whose factory raises (a plugin's bug) stops the run before it
+    trains with one line naming the plugin and the component, exit status 2. A logger's
+    factory that raises is only warned about: the run goes on without it."""
+    from ganforge_core import plugins
+
+    site = install_plugin(tmp_path / "site", "faulty", "ganforge_test_faulty_factories", FAILING_FACTORIES)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv(ALLOW_LIST_VARIABLE, raising=False)
+    plugins.reset()
+    try:
+        common = ["--disc", "mlp:hidden=8,depth=1", "--data", "ring-8:n=256", "--steps", "2", "-q", "--device", "cpu"]
+        code, stderr = run_cli(monkeypatch, capsys, "run", "--gen", "exploding", *common, "--out", tmp_path / "g")
+        assert code == 2, stderr
+        assert assert_one_error_line(stderr) == (
+            "error: plugin 'faulty': generator 'exploding' failed to build: RuntimeError('out of cheese')"
+        )
+        assert not ckpt.list_checkpoints(tmp_path / "g")
+        code, stderr = run_cli(monkeypatch, capsys, "run", "--gen", "mlp:hidden=8,depth=1", *common,
+                               "--logger", "exploding", "--out", tmp_path / "l")  # fmt: skip
+        assert code == 0, stderr
+        warnings = [r["message"] for r in records(tmp_path / "l") if r.get("event") == "warning"]
+        assert warnings == [
+            "plugin 'faulty': logger 'exploding' could not start (RuntimeError('out of cheese')); "
+            "the run goes on without it"
+        ]
+        assert logged_steps(tmp_path / "l") == [2]
+    finally:
+        plugins.reset()
+
+
+def test_every_number_option_refuses_what_no_option_means() -> None:
+    """Promise: every float option of every installed component refuses inf and NaN,
+    every int option an int past 64 bits, and neither takes true for a number; a
+    string from ``NAME:key=value`` still becomes the int it spells."""
+    from ganforge_core import get_registry
+    from ganforge_core.errors import ConfigError
+
+    checked = {float: 0, int: 0}
+    for component in get_registry().all():
+        for name, info in component.options.model_fields.items():
+            kinds = {info.annotation, *get_args(info.annotation)}
+            number = float if float in kinds else int if int in kinds and bool not in kinds else None
+            if number is None:
+                continue
+            checked[number] += 1
+            bad = ["inf", "-inf", "nan", math.inf, math.nan] if number is float else [str(2**64), 2**64]
+            for value in [*bad, True]:
+                with pytest.raises(ConfigError, match=rf"^{re.escape(component.label)}: option '{name}'"):
+                    component.validate({name: value})
+    assert checked[float] >= 10 and checked[int] >= 40, checked
+    # A third-party option without an upper bound still fits in 64 bits (torch's seeds and sizes).
+
+    class Unbounded(Options):
+        count: int = Field(1, description="any int")
+
+    with pytest.raises(ValidationError, match="must fit in a signed 64-bit integer"):
+        Unbounded.model_validate({"count": str(2**63)})
+    assert Unbounded.model_validate({"count": str(2**63 - 1)}).count == 2**63 - 1
+    assert get_registry().get("generator", "mlp").validate({"hidden": "5"}).hidden == 5
+
+
+BOUNDS = (annotated_types.Le, annotated_types.Lt)
+
+
+def test_every_int_option_of_a_builtin_component_has_an_upper_bound() -> None:
+    """Promise: a size no machine has (``--data ring-8:n=100000000000``) is refused before
+    it is allocated, because each built-in int option has a limit (``le=``), which the
+    error line names."""
+    from ganforge_core.plugins import get_plugins
+
+    builtin = get_plugins().builtin
+    assert {"mlp", "datasets", "regularizers"} <= builtin
+    unbounded = [
+        f"{c.label}: {name}"
+        for c in get_plugins().registry.all()
+        if c.plugin in builtin
+        for name, info in c.options.model_fields.items()
+        if int in {info.annotation, *get_args(info.annotation)}
+        and info.annotation is not bool
+        and not any(isinstance(m, BOUNDS) for m in info.metadata)
+    ]
+    assert unbounded == []
 
 
 # -- the promises document ----------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from ganforge_core.config import field_flags
-from ganforge_core.errors import GanforgeError
+from ganforge_core.errors import GanforgeError, quote, shorten
 
 # RunConfig field -> the flag that sets it, so validation errors name the flag the user typed.
 FLAGS = {name: flag.name for name, flag in field_flags().items()}
@@ -21,7 +21,9 @@ COMPONENT_HELP = "NAME or NAME:key=value,... (see 'ganforge plugins')"
 
 def one_line(message: str) -> str:
     """``message`` with control characters escaped, so it prints as one line whatever the
-    user typed into it (a name with a carriage return or a line separator stays visible)."""
+    user typed into it (a name with a carriage return or a line separator stays visible),
+    and cut to a readable length however much of the user's input it quotes."""
+    message = shorten(message)
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
 
 
@@ -64,9 +66,9 @@ def explain_validation(exc: Any) -> str:
         flag = FLAGS.get(loc[0], loc[0]) if loc else "config"
         where = " ".join([flag, *loc[1:]])
         if error["type"] == "extra_forbidden":
-            parts.append(f"unknown setting '{'.'.join(loc)}'; valid: {', '.join(FLAGS)}")
+            parts.append(f"unknown setting {quote('.'.join(loc))}; valid: {', '.join(FLAGS)}")
         else:
-            parts.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+            parts.append(f"{where}: {shorten(error['msg'], 500)} (got {quote(error.get('input'))})")
     return "; ".join(parts)
 
 
@@ -90,11 +92,38 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
         else:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        raise fail(f"config file {path} is nested too deeply to read (at most {MAX_DEPTH} levels)") from None
     except tomllib.TOMLDecodeError as exc:
         raise fail(f"config file {path} is not valid TOML: {exc}") from None
     except json.JSONDecodeError as exc:
         raise fail(f"config file {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except ValueError as exc:
+        if not str(exc).startswith(NOT_JSON):
+            raise
+        raise fail(f"config file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise fail(f"config file {path} must hold a table of settings")
+    if _depth(data) > MAX_DEPTH:
+        raise fail(f"config file {path} is nested more than {MAX_DEPTH} levels deep; no setting needs that")
     return data
+
+
+MAX_DEPTH = 16  # tables and lists in a config file; the deepest real setting is 3 (a component's option)
+NOT_JSON = "Infinity, -Infinity and NaN are not JSON"
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{NOT_JSON} (found {constant}); numbers in a config are finite")
+
+
+def _depth(data: Any) -> int:
+    """How deeply tables and lists nest in ``data`` (iteratively: no recursion to run out of)."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            todo.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ganforge_core.commands.common import fail, user_errors
+from ganforge_core.config import SEED_LIMIT
 
 
 def plugins(
@@ -41,7 +42,7 @@ def sample(
             "other data), or raw samples as .pt or .npy."
         ),
     ] = Path("samples.png"),
-    seed: Annotated[int, typer.Option(help="Seed of the latents.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the latents (32-bit, as for run).")] = 0,
     label: Annotated[int | None, typer.Option(help="Class of every sample (conditional runs).")] = None,
     interpolate: Annotated[
         int | None,
@@ -59,6 +60,8 @@ def sample(
     """Draw samples from a trained generator, or interpolations between latents (--interpolate K)."""
     if out.suffix not in {".png", ".pt", ".npy"}:
         raise fail(f"--out must end in .png, .pt or .npy, not '{out.suffix or out.name}'")
+    if not 0 <= seed < SEED_LIMIT:
+        raise fail(f"--seed must be at least 0 and below 2**32, as for run; got {seed}")
     if interpolate is not None and interpolate < 2:
         raise fail(f"--interpolate must be at least 2 (the two ends of each row), got {interpolate}")
     with user_errors():

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 
 class MixtureOptions(Options):
-    n: int = Field(100_000, ge=100, description="points in the fixed training set")
-    data_seed: int = Field(0, ge=0, description="seed that draws the training set")
+    n: int = Field(100_000, ge=100, le=10_000_000, description="points in the fixed training set")
+    data_seed: int = Field(0, ge=0, lt=2**32, description="seed that draws the training set")
 
 
 @dataclass(frozen=True)

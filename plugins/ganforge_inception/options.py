@@ -31,12 +31,14 @@ class InceptionOptions(Options):
         f"default: ${ENV}",
     )
     samples: int = Field(
-        5_000, ge=2, description="generated samples; capped at half the real set so the real floor has two halves"
+        5_000, ge=2, le=1_000_000,
+        description="generated samples; capped at half the real set so the real floor has two halves"
     )
     splits: int = Field(
-        5, ge=1, description="random halvings of the real samples that the score and its floor are averaged over"
+        5, ge=1, le=1000,
+        description="random halvings of the real samples that the score and its floor are averaged over"
     )
-    batch_size: int = Field(50, ge=1, description="images per Inception forward pass")
+    batch_size: int = Field(50, ge=1, le=10_000, description="images per Inception forward pass")
 
     @field_validator("weights")
     @classmethod

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 class ModeOptions(Options):
-    samples: int = Field(2500, ge=1, description="generated samples to evaluate (PacGAN: 2,500)")
+    samples: int = Field(2500, ge=1, le=1_000_000, description="generated samples to evaluate (PacGAN: 2,500)")
     threshold: float = Field(3.0, gt=0, description="high quality: within this many std of a mean")
 
 

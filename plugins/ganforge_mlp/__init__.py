@@ -32,24 +32,24 @@ PAPER = (
 
 
 class GeneratorOptions(Options):
-    z_dim: int = Field(2, ge=1, description="latent dimensions")
-    hidden: int = Field(400, ge=1, description="units per hidden layer")
-    depth: int = Field(4, ge=1, description="hidden layers")
+    z_dim: int = Field(2, ge=1, le=4096, description="latent dimensions")
+    hidden: int = Field(400, ge=1, le=8192, description="units per hidden layer")
+    depth: int = Field(4, ge=1, le=64, description="hidden layers")
     batchnorm: bool = Field(True, description="BatchNorm after each hidden linear layer")
     cells: int = Field(
         0,
-        ge=0,
+        ge=0, le=100_000,
         description="split the latent space into this many equally likely cells (by Phi(z_0)), each with a "
         "learned embedding, so G can cover separate modes with no samples between them; 0: off",
     )
-    cell_dim: int = Field(8, ge=1, description="size of a cell's embedding (with cells > 0)")
+    cell_dim: int = Field(8, ge=1, le=4096, description="size of a cell's embedding (with cells > 0)")
 
 
 class DiscriminatorOptions(Options):
-    hidden: int = Field(200, ge=1, description="units per hidden layer")
-    depth: int = Field(3, ge=1, description="hidden layers")
+    hidden: int = Field(200, ge=1, le=8192, description="units per hidden layer")
+    depth: int = Field(3, ge=1, le=64, description="hidden layers")
     activation: Literal["maxout", "leaky-relu"] = Field("maxout", description="hidden activation")
-    pieces: int = Field(5, ge=2, description="linear pieces per maxout unit")
+    pieces: int = Field(5, ge=2, le=16, description="linear pieces per maxout unit")
 
 
 def build_generator(options: GeneratorOptions, ctx: BuildContext) -> MLPGenerator:

@@ -11,14 +11,16 @@ from ganforge_core import Annealing, Options, penalties
 
 class SpectralNormOptions(Options):
     generator: bool = Field(False, description="also normalise G's layers")
-    power_iterations: int = Field(1, ge=1, description="power iterations per forward pass")
+    power_iterations: int = Field(1, ge=1, le=100, description="power iterations per forward pass")
 
 
 class EMAOptions(Options):
     decay: float = Field(
         0.999, ge=0.0, lt=1.0, description="weight of the old average at each G step (0: the copy is G itself)"
     )
-    start: int = Field(0, ge=0, description="G steps during which the copy follows G exactly before averaging begins")
+    start: int = Field(
+        0, ge=0, le=10**9, description="G steps during which the copy follows G exactly before averaging begins"
+    )
 
 
 class InstanceNoiseOptions(Options):
@@ -38,7 +40,7 @@ class InstanceNoiseOptions(Options):
 class PackingOptions(Options):
     m: int = Field(
         2,
-        ge=2,
+        ge=2, le=64,
         validate_default=True,
         description="samples packed into each D input (PacGAN's m); must divide --batch-size",
     )
@@ -80,7 +82,7 @@ class R1Options(Annealing):
     gamma: float = Field(10.0, ge=0, description="gamma: the penalty is gamma/2 * E ||grad D(x_real)||^2")
     every: int = Field(
         1,
-        ge=1,
+        ge=1, le=1000,
         description="lazy regularisation: penalise every k-th D step, in a phase of its own, with k times the "
         "weight (StyleGAN2: 16)",
     )

@@ -10,15 +10,17 @@ from ganforge_core import Options
 
 
 class GeneratorOptions(Options):
-    z_dim: int = Field(128, ge=1, description="latent dimensions (SN-GAN: 128)")
+    z_dim: int = Field(128, ge=1, le=4096, description="latent dimensions (SN-GAN: 128)")
     width: int = Field(
-        64, ge=1, description="channels of every residual block (SN-GAN: 256 at 32 px; 64 keeps CPU runs quick)"
+        64, ge=1, le=2048,
+        description="channels of every residual block (SN-GAN: 256 at 32 px; 64 keeps CPU runs quick)"
     )
 
 
 class DiscriminatorOptions(Options):
     width: int = Field(
-        64, ge=1, description="channels of every residual block (SN-GAN: 128 at 32 px; 64 keeps CPU runs quick)"
+        64, ge=1, le=2048,
+        description="channels of every residual block (SN-GAN: 128 at 32 px; 64 keeps CPU runs quick)"
     )
 
 

@@ -23,7 +23,7 @@ class ConstantOptions(ScheduleOptions):
 
 
 class DecayOptions(ScheduleOptions):
-    warmup: int = Field(0, ge=0, description="G steps of linear warm-up from near 0 before the decay")
+    warmup: int = Field(0, ge=0, le=10**9, description="G steps of linear warm-up from near 0 before the decay")
 
 
 class LinearDecayOptions(DecayOptions):
@@ -35,7 +35,7 @@ class CosineOptions(DecayOptions):
 
 
 class StepOptions(DecayOptions):
-    every: int = Field(1000, ge=1, description="G steps between drops of the learning rate")
+    every: int = Field(1000, ge=1, le=10**9, description="G steps between drops of the learning rate")
     gamma: float = Field(0.5, gt=0.0, le=1.0, description="factor applied at each drop")
 
 

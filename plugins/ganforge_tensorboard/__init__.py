@@ -30,7 +30,7 @@ from ganforge_core import Logger, Options, RunContext, hookimpl
 
 class TensorBoardOptions(Options):
     dir: str = Field("tensorboard", min_length=1, description="event directory, relative to the run directory")
-    flush_every: int = Field(1, ge=1, description="flush events to disk every this many log intervals")
+    flush_every: int = Field(1, ge=1, le=10**6, description="flush events to disk every this many log intervals")
 
 
 class TensorBoardLogger(Logger):
