@@ -43,6 +43,11 @@ def environment() -> dict[str, str]:
     return env
 
 
+# A guard against a hung command, not a speed limit: a whole run with its end-of-run metrics
+# takes ~20 s on 2 idle cores and ten times that when the cores are shared many ways.
+RUN_TIMEOUT = 900
+
+
 def ganforge(*args: str | Path, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(GANFORGE), *map(str, args)],
@@ -94,7 +99,7 @@ def mlp_run(tmp_path_factory: pytest.TempPathFactory) -> Finished:
     root = tmp_path_factory.mktemp("mlp-run")
     result = ganforge(
         "run", "--gen", "mlp", "--data", "ring-8:n=512", "--steps", "20", "--out", "run", "--log-every", "5",
-        cwd=root,
+        cwd=root, timeout=RUN_TIMEOUT,
     )
     return Finished(result, root / "run")
 
@@ -104,7 +109,7 @@ def wgan_run(tmp_path_factory: pytest.TempPathFactory) -> Finished:
     root = tmp_path_factory.mktemp("wgan-run")
     result = ganforge(
         "run", *TINY_IMAGES, "--loss", "wgan-gp", "--steps", "2", "--batch-size", "8", "--log-every", "1",
-        "--out", "run", cwd=root,
+        "--out", "run", cwd=root, timeout=RUN_TIMEOUT,
     )
     return Finished(result, root / "run")
 
