@@ -183,9 +183,13 @@ class Loggers:
     """The run's ``--logger`` components. A logger that raises is reported once and dropped:
     like an observer's, a logger's bug must not cost the run (metrics.jsonl has every record)."""
 
-    def __init__(self, chosen_loggers: Iterable[Chosen], context: RunContext, warn: Callable[[str], None]) -> None:
+    def __init__(self, warn: Callable[[str], None]) -> None:
         self.warn = warn
         self.active: list[tuple[str, Logger]] = []
+
+    def start(self, chosen_loggers: Iterable[Chosen], context: RunContext) -> None:
+        """Build the loggers; a factory's bug is a warning, a GanforgeError (bad input) stops the run."""
+        warn = self.warn
         for chosen in chosen_loggers:
             label = f"plugin '{chosen.component.plugin}': {chosen.component.label}"
             try:
@@ -240,7 +244,7 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
     shared = world.describe(config.batch_size)
     view.message(f"training on {run.device}; {shared + '; ' if shared else ''}{run.fast.describe()}")
     notify("ganforge_train_start", run=context)
-    loggers = Loggers(run.plan.loggers if world.main else (), context, warn)  # rank 0 alone logs
+    loggers = Loggers(warn)
     counted, window_start = 0, time.perf_counter()
     checkpoint: Path | None = None
 
@@ -255,6 +259,7 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
         return path
 
     try:
+        loggers.start(run.plan.loggers if world.main else (), context)  # rank 0 alone logs
         with _stop_on_signals() as stop:
             halted = False  # distributed: a stop every rank agreed on
             while run.step < config.steps and not (halted if world.distributed else stop):

@@ -477,6 +477,42 @@ def test_hook_ganforge_register_loggers(tmp_path: Path) -> None:
     assert [entry[:2] for entry in TapeLogger.tapes[0] if entry[0] == "log"] == [("log", 6)]
 
 
+class PickyLoggers:
+    @hookimpl
+    def ganforge_register_loggers(self, register):
+        def refuse(options, run):
+            raise ConfigError("logger 'picky': its server is not configured")
+
+        register("picky", refuse, summary="refuses to start")
+
+
+def test_a_logger_that_refuses_to_start_stops_the_run_and_the_view_and_log_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ganforge_core.session as session
+
+    closed: list[str] = []
+
+    def recording(cls: type) -> Any:
+        original = cls.close
+
+        def close(self: Any) -> None:
+            closed.append(cls.__name__)
+            original(self)
+
+        return close
+
+    for cls in (session.ProgressView, session.MetricsLog):
+        monkeypatch.setattr(cls, "close", recording(cls))
+    plugins = Plugins(extra=[("picky", PickyLoggers())])
+    config = RunConfig(
+        generator="mlp", dataset="ring-8:n=256", steps=2, batch_size=16, loggers=["picky"], out=tmp_path / "run"
+    )
+    with pytest.raises(ConfigError, match=r"^logger 'picky': its server is not configured$"):
+        train(config, plugins=plugins, quiet=True)
+    assert sorted(closed) == ["MetricsLog", "ProgressView"]
+
+
 def test_a_logger_that_needs_a_missing_package_stops_the_run_before_it_starts(tmp_path: Path) -> None:
     from ganforge_core.errors import ConfigError
 
