@@ -31,6 +31,7 @@ from ganforge_core.components import (
     ScheduleOptions,
     Targets,
     graph_safe_unless_annealed,
+    run_progress,
 )
 from ganforge_core.config import Choice, Plan, RunConfig, resolve
 from ganforge_core.errors import CheckpointError, ConfigError, ContractError, DataError, GanforgeError, TrainingDiverged
@@ -126,6 +127,7 @@ __all__ = [
     "__version__",
     "get_registry",
     "graph_safe_unless_annealed",
+    "run_progress",
     "hookimpl",
     "hookspec",
     "load_trained",

@@ -61,6 +61,17 @@ class Options(BaseModel):
     _fits_64_bits = field_validator("*", mode="after")(fits_64_bits)
 
 
+def run_progress(step: int, total_steps: int) -> float:
+    """How far G step ``step`` (0-based) is through a run of ``total_steps``: 0 at the first step, 1 at the last.
+
+    Schedules and annealing read it, so an end value documented as "reached at the
+    last step" is reached there (a one-step run is at its end).
+    """
+    if total_steps <= 1:
+        return 1.0
+    return min(max(step / (total_steps - 1), 0.0), 1.0)
+
+
 class NoOptions(Options):
     """For components without options."""
 
@@ -175,7 +186,8 @@ class DContext:
 
     ``discriminator`` maps a batch to logits, with the batch's labels bound in
     conditional runs (real and fake samples of a D phase share their labels).
-    ``fake`` carries no graph to G. ``step`` is the G step the D step belongs to.
+    ``fake`` carries no graph to G. ``step`` is the G step the D step belongs to;
+    ``progress`` is :func:`run_progress` of it (0 at the first step, 1 at the last).
     """
 
     discriminator: Callable[[Tensor], Tensor]

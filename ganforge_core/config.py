@@ -284,6 +284,9 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
     recommendation = loss.component.recommends or Recommendation()
     context = ResolveContext(loss.traits, dataset.traits, recommendation, batch_size=config.batch_size)
     regularizers = tuple(_choose(registry, "regularizer", c, context) for c in config.regularizers)
+    # D-input transforms apply in this order; a packing one goes last wherever it was
+    # listed, so an augmentation sees single samples, never m of them stacked as channels.
+    regularizers = tuple(sorted(regularizers, key=lambda r: "packing" in r.traits))
     # Networks may adapt to the regularizers (a critic without BatchNorm under r1, say).
     context = dataclasses.replace(
         context, regularizer_traits=frozenset().union(*(r.traits for r in regularizers))

@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from ganforge_core import traincheck
 from ganforge_core.batches import Batch, BatchSampler
-from ganforge_core.components import DContext, GContext, Loss, Regularizer, Schedule, Targets
+from ganforge_core.components import DContext, GContext, Loss, Regularizer, Schedule, Targets, run_progress
 from ganforge_core.distributed import SOLO, World
 from ganforge_core.traincheck import Owners
 
@@ -384,7 +384,7 @@ class Engine:
     def _d_context(
         self, real: Tensor, step: int, labels: Tensor | None, critic: Callable[[Tensor], Tensor]
     ) -> DContext:
-        progress = step / self.total_steps
+        progress = run_progress(step, self.total_steps)
         with torch.no_grad():
             fake = self._generate(self._training_latents(real.shape[0]), labels)
         traincheck.samples(fake, real.shape[0], tuple(real.shape[1:]), self.owners("generator"))
@@ -400,7 +400,7 @@ class Engine:
     def _g_context(
         self, real: Tensor, step: int, labels: Tensor | None, critic: Callable[[Tensor], Tensor]
     ) -> GContext:
-        progress = step / self.total_steps
+        progress = run_progress(step, self.total_steps)
         generator = self.generator if self.train_generator is None else self.train_generator
         latents = self._training_latents(real.shape[0])
         fake = self._generate(latents, labels, generator)

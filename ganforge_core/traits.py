@@ -90,7 +90,10 @@ TRAITS: dict[str, Trait] = {
     "stochastic": Trait(
         "the component draws fresh random numbers every step (noise, augmentation)", "nothing; informational"
     ),
-    "packing": Trait("D judges several samples concatenated into one input", "nothing; informational"),
+    "packing": Trait(
+        "D judges several samples concatenated into one input",
+        "`config`: the resolved regularizers list it last, so every other D-input transform sees single samples",
+    ),
     # -- the training step -------------------------------------------------------------
     "graph-safe": Trait(
         "the component's per-step work depends on tensors alone (not on the step number read on the host), "

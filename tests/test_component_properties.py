@@ -593,14 +593,16 @@ def test_schedule_multipliers_stay_in_zero_one_and_warm_up_from_near_zero(chosen
     factors = [schedule.lr_multiplier(step, total) for step in range(total + 1)]
     assert all(0.0 <= f <= 1.0 + 1e-9 for f in factors), factors
     warmup = options["warmup"]
+    last = total - 1  # steps are 0-based: the run's last step is total - 1
     if warmup:
         assert factors[0] <= 1 / (warmup + 1) + 1e-12
-        ramp = factors[: min(warmup, total) + 1]
+        # The warm-up steps, then the first decay step at the full rate (unless it is also the last).
+        ramp = factors[: min(warmup + 1 if warmup < last else warmup, total)]
         assert all(a < b for a, b in itertools.pairwise(ramp)), "warm-up must rise"
-    if warmup <= total:
+    if warmup < last:
         assert factors[warmup] == pytest.approx(1.0), "decay starts from the full rate"
-    if name != "step" and warmup < total:
-        assert factors[total] == pytest.approx(options["end"]), "decay ends at `end`"
+    if name != "step" and warmup <= last:
+        assert factors[last] == pytest.approx(options["end"]), "decay reaches `end` at the last step"
         decaying = factors[warmup:]
         assert all(b <= a + 1e-12 for a, b in itertools.pairwise(decaying))
 
@@ -728,3 +730,130 @@ def test_annealing_a_strength_gives_up_graph_safety(name: str) -> None:
     component = get_registry().get("regularizer", name)
     assert "graph-safe" in component.traits(component.validate({}))
     assert "graph-safe" not in component.traits(component.validate({"anneal": "cosine"}))
+
+
+# -- targets are D's alone; the run's end is reached at its last step -------------------
+
+
+def targets_losses() -> list[str]:
+    return sorted(c.name for c in REGISTRY.all("loss") if "targets" in c.traits(c.validate({})))
+
+
+@pytest.mark.parametrize("name", targets_losses())
+@FAST
+@given(
+    fake=st.lists(st.floats(-6, 6, width=32), min_size=1, max_size=6),
+    real_target=st.floats(0.51, 1.0),
+    fake_target=st.floats(0.0, 0.49),
+)
+def test_label_smoothing_changes_d_targets_only_never_g_objective(name, fake, real_target, fake_target) -> None:
+    loss = build("loss", name)
+    logits = torch.tensor(fake, requires_grad=True)
+    real_logits = torch.linspace(-1, 1, len(fake))
+
+    def g_loss(targets: Targets) -> tuple[float, Tensor]:
+        ctx = GContext(real_logits=lambda: real_logits, targets=targets, step=0, progress=0.0)
+        value = loss.g_loss(logits, ctx)
+        (grad,) = torch.autograd.grad(value, logits)
+        return float(value.detach()), grad
+
+    plain, plain_grad = g_loss(Targets())
+    smoothed, smoothed_grad = g_loss(Targets(real=real_target, fake=fake_target))
+    assert smoothed == plain
+    assert torch.equal(smoothed_grad, plain_grad)
+
+
+def test_there_are_targets_losses_to_check() -> None:
+    assert {"bce", "non-saturating", "lsgan", "relativistic"} <= set(targets_losses())
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 10, 101])
+def test_run_progress_is_zero_at_the_first_step_and_one_at_the_last(total: int) -> None:
+    from ganforge_core import run_progress
+
+    values = [run_progress(step, total) for step in range(total)]
+    assert values[-1] == 1.0
+    assert values[0] == (1.0 if total == 1 else 0.0)
+    assert all(a < b for a, b in itertools.pairwise(values))
+
+
+def test_a_run_reaches_its_annealing_and_schedule_end_values_at_its_last_step() -> None:
+    steps = 5
+    config = RunConfig.model_validate(
+        {
+            "generator": "mlp:hidden=8,depth=1",
+            "dataset": "ring-8:n=256",
+            "regularizers": ["instance-noise:sigma=0.5,anneal=linear"],
+            "scheduler": "linear-decay:end=0.25",
+            "batch_size": 16,
+            "steps": steps,
+            "device": "cpu",
+        }
+    )
+    run = Run(resolve(config, REGISTRY), get_plugins(), RUN_DIR)
+    (noise,) = run.engine.regularizers.values()
+    seen: list[float] = []
+    transform = noise.transform_d_input
+    noise.transform_d_input = lambda x, progress: seen.append(progress) or transform(x, progress)
+    base = run.engine.opt_g.param_groups[0]["lr"]
+    rates = []
+    for step in range(steps):
+        run.engine.step(step)
+        rates.append(run.engine.opt_g.param_groups[0]["lr"] / base)
+    assert seen[0] == 0.0 and seen[-1] == 1.0
+    assert rates[0] == pytest.approx(1.0) and rates[-1] == pytest.approx(0.25)
+
+
+def spectral_generator() -> nn.Module:
+    return nn.Sequential(nn.Linear(3, 7), nn.ReLU(), nn.Linear(7, 5))
+
+
+@FAST
+@given(decay=st.floats(0.5, 0.99), steps=st.integers(2, 8), seed=st.integers(0, 2**16))
+def test_ema_of_a_spectrally_normalised_g_keeps_unit_power_iteration_vectors(decay, steps, seed) -> None:
+    norm = build("regularizer", "spectral-norm", generator=True)
+    ema = build("regularizer", "ema", decay=decay)
+    generator = ema.wrap_generator(norm.wrap_generator(spectral_generator()))
+    torch.manual_seed(seed)
+    for step in range(1, steps + 1):
+        with torch.no_grad():  # G's weights jump: its own singular vectors turn far each step
+            for p in generator.parameters():
+                p.copy_(torch.randn_like(p))
+        generator(torch.randn(4, 3))  # a training forward: G's power iteration runs
+        ema.after_g_step(generator, step)
+    average = ema.sampling_generator()
+    vectors = {k: v for k, v in average.state_dict().items() if k.endswith(("._u", "._v"))}
+    assert len(vectors) == 4
+    for key, vector in vectors.items():
+        assert float(vector.norm()) == pytest.approx(1.0, abs=1e-5), key
+
+
+def test_ema_spectral_vectors_estimate_the_averaged_weights_norm() -> None:
+    norm = build("regularizer", "spectral-norm", generator=True)
+    ema = build("regularizer", "ema", decay=0.9)
+    generator = ema.wrap_generator(norm.wrap_generator(spectral_generator()))
+    torch.manual_seed(0)
+    optimizer = torch.optim.SGD(generator.parameters(), lr=0.05)
+    for step in range(1, 60):
+        optimizer.zero_grad()
+        generator(torch.randn(8, 3)).square().mean().backward()
+        optimizer.step()
+        ema.after_g_step(generator, step)
+    average = ema.sampling_generator()
+    for layer in (average[0], average[2]):
+        chain = layer.parametrizations.weight
+        u, v = chain[0]._u, chain[0]._v
+        estimate = float(u @ chain.original @ v)
+        assert estimate == pytest.approx(float(torch.linalg.matrix_norm(chain.original, ord=2)), rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "listed", [["packing:m=2", "diffaugment"], ["diffaugment", "packing:m=2"], ["packing:m=2", "instance-noise"]]
+)
+def test_packing_is_applied_after_every_other_d_input_transform(listed: list[str]) -> None:
+    config = RunConfig.model_validate(
+        {"generator": "dcgan:width=4,z_dim=4", "dataset": "mnist-5k:size=16", "regularizers": listed, "batch_size": 8}
+    )
+    plan = resolve(config, REGISTRY)
+    names = [c.name for c in plan.config.regularizers]
+    assert names[-1] == "packing" and sorted(names) == sorted(c.split(":")[0] for c in listed)

@@ -19,13 +19,18 @@ def _d_bce(real: Tensor, fake: Tensor, ctx: DContext) -> Tensor:
 
 
 class MinimaxLoss(Loss):
-    """D maximises log D(x) + log(1 - D(G(z))); G minimises log(1 - D(G(z)))."""
+    """D maximises log D(x) + log(1 - D(G(z))); G minimises log(1 - D(G(z))).
+
+    Targets (label smoothing) are D's alone: G's objective scores its samples
+    against the true labels (0 here, 1 for the non-saturating G), whatever D's
+    targets are smoothed to.
+    """
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor, ctx: DContext) -> Tensor:
         return _d_bce(real_logits, fake_logits, ctx)
 
     def g_loss(self, fake_logits: Tensor, ctx: GContext) -> Tensor:
-        return -_bce(fake_logits, ctx.targets.fake)
+        return -_bce(fake_logits, 0.0)
 
 
 class NonSaturatingLoss(MinimaxLoss):

@@ -23,8 +23,9 @@ a ``requires`` entry or an option validator, so the user gets one line):
   cutout are image operations.
 
 Order matters where regularizers transform D's inputs: they apply in the order
-given, so list ``packing`` last (after ``diffaugment`` or ``instance-noise``)
-to augment each sample before packing.
+given, except that ``packing`` (any regularizer with the ``packing`` trait) is
+moved last by ``resolve``, so ``diffaugment`` or ``instance-noise`` transform
+each sample before it is packed.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def ganforge_register_regularizers(register):
         "packing",
         _packing,
         options=PackingOptions,
-        summary="PacGAN: D judges m samples concatenated into one input; list it last among regularizers",
+        summary="PacGAN: D judges m samples concatenated into one input; applied after every other D-input transform",
         traits={"packing", "graph-safe"},
         conflicts={"conditional": "a packed D input holds m samples but a conditional D takes one label per input"},
         paper="Lin et al. 2018, 'PacGAN: the power of two samples in generative adversarial networks'",

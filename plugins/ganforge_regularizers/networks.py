@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ganforge_core import Regularizer
@@ -40,8 +41,11 @@ class GeneratorEMA(Regularizer):
 
     Karras et al. 2018 (progressive GANs) and Yazıcı et al. 2019 show the average
     generates better than the last iterate. Floating-point buffers (BatchNorm's
-    running statistics, spectral norm's singular vectors) are averaged like the
-    parameters; integer buffers (batch counters) are copied.
+    running statistics) are averaged like the parameters; integer buffers (batch
+    counters) are copied. Spectral norm's power-iteration vectors are not averaged
+    (an average of unit vectors is not one): after each update they take one power
+    iteration on the averaged weight, so they are the averaged weight's singular
+    vectors and stay unit vectors.
 
     The copy is made from G when first needed, after every regularizer has
     wrapped G and the run has moved it to its device. Updates are in-place
@@ -54,6 +58,8 @@ class GeneratorEMA(Regularizer):
         self.start = options.start
         self._generator: nn.Module | None = None
         self._average: nn.Module | None = None
+        self._spectral: list[tuple[nn.Module, Tensor]] = []  # (the average's parametrization, its weight)
+        self._vectors: set[int] = set()  # ids of the average's power-iteration vectors
 
     def wrap_generator(self, generator: nn.Module) -> nn.Module:
         self._generator = generator
@@ -65,6 +71,8 @@ class GeneratorEMA(Regularizer):
             for parameter in average.parameters():
                 parameter.grad = None
             self._average = average
+            self._spectral = list(_spectral_norms(average))
+            self._vectors = {id(t) for p, _ in self._spectral for t in (p._u, p._v)}
         return self._average
 
     @torch.no_grad()
@@ -72,10 +80,19 @@ class GeneratorEMA(Regularizer):
         average = self._average_of(generator)
         weight = 1.0 if step <= self.start else 1.0 - self.decay
         for mine, theirs in zip(_tensors(average), _tensors(generator), strict=True):
+            if id(mine) in self._vectors:
+                continue
             if mine.is_floating_point():
                 mine.lerp_(theirs, weight)
             else:
                 mine.copy_(theirs)
+        for norm, weight_of in self._spectral:
+            # The parametrization's forward in training mode runs its power iteration
+            # on the averaged weight and writes the normalised vectors in place.
+            training = norm.training
+            norm.train()
+            norm(weight_of)
+            norm.train(training)
 
     def sampling_generator(self) -> nn.Module | None:
         return None if self._generator is None else self._average_of(self._generator)
@@ -86,6 +103,17 @@ class GeneratorEMA(Regularizer):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if "average" in state and self._generator is not None:
             self._average_of(self._generator).load_state_dict(state["average"])
+
+
+def _spectral_norms(module: nn.Module) -> Iterator[tuple[nn.Module, Tensor]]:
+    """Each spectral-norm parametrization in ``module`` with the raw weight it normalises."""
+    for owner in module.modules():
+        if not parametrize.is_parametrized(owner):
+            continue
+        for chain in owner.parametrizations.values():
+            for norm in chain:
+                if hasattr(norm, "_u") and hasattr(norm, "_v"):
+                    yield norm, chain.original
 
 
 def _tensors(module: nn.Module) -> Iterator[Tensor]:

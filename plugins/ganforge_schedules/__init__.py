@@ -13,7 +13,7 @@ import math
 
 from pydantic import Field
 
-from ganforge_core import BuildContext, Schedule, ScheduleOptions, hookimpl
+from ganforge_core import BuildContext, Schedule, ScheduleOptions, hookimpl, run_progress
 
 WARMUP_PAPER = "warm-up: Goyal et al. 2017, 'Accurate, large minibatch SGD'"
 
@@ -51,9 +51,10 @@ class DecaySchedule(Schedule):
         warmup = self.options.warmup
         if step < warmup:
             return (step + 1) / (warmup + 1)
-        return self.decay(step - warmup, max(total_steps - warmup, 1))
+        return self.decay(step - warmup, total_steps - warmup)
 
     def decay(self, step: int, steps: int) -> float:
+        """The multiplier at step ``step`` of the ``steps`` after the warm-up (0-based)."""
         raise NotImplementedError
 
 
@@ -61,7 +62,7 @@ class LinearDecay(DecaySchedule):
     options: LinearDecayOptions
 
     def decay(self, step: int, steps: int) -> float:
-        progress = min(step / steps, 1.0)
+        progress = run_progress(step, steps)
         return 1.0 - (1.0 - self.options.end) * progress
 
 
@@ -69,7 +70,7 @@ class CosineDecay(DecaySchedule):
     options: CosineOptions
 
     def decay(self, step: int, steps: int) -> float:
-        progress = min(step / steps, 1.0)
+        progress = run_progress(step, steps)
         return self.options.end + (1.0 - self.options.end) * (1 + math.cos(math.pi * progress)) / 2
 
 
