@@ -352,7 +352,7 @@ class Tuned:
         self.G, self.D, self.data = G, D, data
         self.z_dim = int(G.z_dim)
         config = s.config
-        fused = {"fused": True} if cuda else {}
+        fused = {"fused": True} if device.type in ("cuda", "cpu") else {}  # torch >= 2.4 fuses Adam on the CPU too
         self.opt_g = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas, **fused)
         self.opt_d = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas, **fused)
         self.perm = torch.randperm(data.shape[0], device=device)

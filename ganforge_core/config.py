@@ -164,7 +164,7 @@ class RunConfig(BaseModel):
         True, description="On CUDA, keep image batches and conv weights channels-last."
     )
     fused_adam: Annotated[bool, Flag("--fused-adam")] = Field(
-        True, description="On CUDA, use the fused Adam implementation."
+        True, description="On CUDA and the CPU, use the fused Adam implementation."
     )
     cudnn_benchmark: Annotated[bool, Flag("--cudnn-benchmark")] = Field(
         True, description="On CUDA, let cuDNN time its convolution algorithms."

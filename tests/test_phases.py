@@ -179,6 +179,14 @@ def test_without_lazy_penalties_adam_is_as_configured() -> None:
         assert opt.param_groups[0]["lr"] == lr and tuple(opt.param_groups[0]["betas"]) == (0.5, 0.99)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_is_fused_on_the_cpu_unless_turned_off(fused: bool) -> None:
+    run = build_run([], fused_adam=fused)
+    for opt in (run.engine.opt_d, run.engine.opt_g):
+        assert bool(opt.defaults["fused"]) is fused
+    assert ("fused Adam" in run.fast.describe()) is fused
+
+
 def test_lazy_r1_adjusts_ds_adam_and_only_ds() -> None:
     run = build_run(["r1:every=16"], lr_d=1e-3, lr_g=1e-3, betas=[0.0, 0.99])
     c = 16 / 17
