@@ -1,24 +1,34 @@
 """A trained generator, exported for use without ganforge (``ganforge export``).
 
-:func:`export_generator` writes into one directory:
+:func:`export_generator` writes into one directory, in the layout the Hugging Face
+Hub expects of a PyTorch model (so ``hf upload`` can publish it as it is):
 
-* ``generator.safetensors``: G's weights (the EMA copy if the run keeps one, unless
-  ``ema=False``), with spectral normalisation folded into plain weights. Safetensors
-  holds tensors and nothing else, so reading it runs no code (unlike a pickle).
-* ``generator.json``: what is needed to use them: the component and its options,
+* ``model.safetensors``: G's weights (the EMA copy if the run keeps one, unless
+  ``ema=False``), with spectral normalisation folded into plain weights, under the
+  generator's own state-dict keys. Safetensors holds tensors and nothing else, so
+  reading it runs no code (unlike a pickle).
+* ``config.json``: what is needed to use them: the component and its options,
   the data shape, ``z_dim``, the classes, the value range, how to draw z, the
   ganforge and torch versions, and which of the programs below were written.
-* ``generator.pt2``: a ``torch.export`` program (``torch.export.load(p).module()``).
-* ``generator.torchscript.pt``: a traced TorchScript module (``torch.jit.load(p)``).
+  Its keys are what :class:`ganforge_core.hub.HubGenerator` is built from.
+* programs that need no ganforge, chosen by ``formats`` (``--format``):
+  ``torch`` (the default) writes ``generator.pt2``, a ``torch.export`` program
+  (``torch.export.load(p).module()``), and ``generator.torchscript.pt``, a traced
+  TorchScript module (``torch.jit.load(p)``); ``onnx`` writes ``generator.onnx``
+  (:mod:`ganforge_core.onnx_export`).
 
-Both programs take ``z`` ([batch, z_dim], float32) and, for a class-conditional
-generator, ``labels`` ([batch], int64), for any batch size, and need only torch.
-Each is checked against the generator on a batch of another size before it is
-kept; one that cannot be made, or does not agree, is left out with the reason in
-the command's output and in ``generator.json`` (``"skipped"``), not a traceback.
+Every program takes ``z`` ([batch, z_dim], float32) and, for a class-conditional
+generator, ``labels`` ([batch], int64), for any batch size. Each is checked against
+the generator on a batch of another size before it is kept. Without ``formats``,
+one that cannot be made, or does not agree, is left out with the reason in the
+command's output and in ``config.json`` (``"skipped"``), not a traceback; a format
+asked for by name must be made, or the export is refused with one line and
+nothing is written.
 
-:func:`load_generator` rebuilds the generator from the safetensors and JSON files
-with the installed plugins (the one path that needs ganforge).
+:func:`load_generator` rebuilds the generator from ``config.json`` and
+``model.safetensors`` with the installed plugins; so does ``HubGenerator``, through
+huggingface_hub. Exports of format 1 (``generator.json`` and
+``generator.safetensors``, the same contents) still load.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,20 +45,30 @@ import torch
 from torch import Tensor, nn
 
 from ganforge_core.components import BuildContext
-from ganforge_core.errors import CheckpointError, ConfigError
+from ganforge_core.errors import CheckpointError, ConfigError, one_of
 from ganforge_core.version import __version__
 
 if TYPE_CHECKING:
+    from torch.export import ExportedProgram
+
     from ganforge_core.plugins import Plugins
     from ganforge_core.trained import Trained
 
 FORMAT = "ganforge-generator"
-FORMAT_VERSION = 1
-WEIGHTS = "generator.safetensors"
-CONFIG = "generator.json"
+FORMAT_VERSION = 2
+WEIGHTS = "model.safetensors"  # huggingface_hub's SAFETENSORS_SINGLE_FILE
+CONFIG = "config.json"  # huggingface_hub's CONFIG_NAME
+LAYOUTS = {FORMAT_VERSION: (CONFIG, WEIGHTS), 1: ("generator.json", "generator.safetensors")}
 PROGRAM = "generator.pt2"
 SCRIPT = "generator.torchscript.pt"
-PROGRAMS = {"torch.export": PROGRAM, "torchscript": SCRIPT}
+ONNX = "generator.onnx"
+PROGRAMS = {"torch.export": PROGRAM, "torchscript": SCRIPT, "onnx": ONNX}
+FORMATS = {"torch": ("torch.export", "torchscript"), "onnx": ("onnx",)}
+MAKERS = {
+    "torch.export": "torch.export.export with a free batch size",
+    "torchscript": "torch.jit.trace",
+    "onnx": "torch.onnx.export",
+}
 TRACE_BATCH, CHECK_BATCH = 2, 3  # a program made at one batch size must work at another
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 
@@ -61,6 +81,10 @@ class Exported:
     config: dict[str, Any]
     written: list[Path] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+
+
+class _Refused(Exception):
+    """A step of making a program failed; the message is the reason, already shortened."""
 
 
 def standalone_generator(trained: Trained, ema: bool = True) -> tuple[nn.Module, bool]:
@@ -87,56 +111,112 @@ def example_inputs(z_dim: int, num_classes: int, batch: int, seed: int = 0) -> t
     return z, torch.randint(num_classes, (batch,), generator=source)
 
 
-def export_generator(trained: Trained, out: Path, ema: bool = True) -> Exported:
-    """Write the trained generator into ``out`` (see the module docstring)."""
+def program_kinds(formats: Sequence[str] | None) -> list[str]:
+    """The programs ``formats`` asks for (``None``: the torch ones), or a one-line ConfigError."""
+    kinds: list[str] = []
+    for name in formats if formats is not None else ["torch"]:
+        if name not in FORMATS:
+            raise ConfigError(f"--format {name!r} is not a format; choose from {one_of(FORMATS)}")
+        kinds += [kind for kind in FORMATS[name] if kind not in kinds]
+    return kinds
+
+
+def save_weights(generator: nn.Module, path: Path) -> None:
+    """The generator's state as safetensors, under its own keys."""
     from safetensors.torch import save_file
 
+    state = {k: v.detach().contiguous().clone() for k, v in generator.state_dict().items()}
+    save_file(state, str(path), metadata={"format": FORMAT, "ganforge_version": __version__})
+
+
+def export_generator(
+    trained: Trained, out: Path, ema: bool = True, formats: Sequence[str] | None = None
+) -> Exported:
+    """Write the trained generator into ``out`` (see the module docstring)."""
+    kinds = program_kinds(formats)
+    if "onnx" in kinds:
+        from ganforge_core.onnx_export import require_onnx
+
+        require_onnx()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in (WEIGHTS, CONFIG, PROGRAM, SCRIPT):
+    for stale in {name for layout in LAYOUTS.values() for name in layout} | set(PROGRAMS.values()):
         (out / stale).unlink(missing_ok=True)
     generator, used_ema = standalone_generator(trained, ema)
     config = describe(trained, used_ema)
-    num_classes = config["num_classes"]
     exported = Exported(out, config)
-
-    state = {k: v.detach().contiguous().clone() for k, v in generator.state_dict().items()}
-    save_file(state, str(out / WEIGHTS), metadata={"format": FORMAT, "ganforge_version": __version__})
-    exported.written.append(out / WEIGHTS)
-
-    trace_inputs = example_inputs(trained.z_dim, num_classes, TRACE_BATCH)
-    check_inputs = example_inputs(trained.z_dim, num_classes, CHECK_BATCH, seed=1)
-    with torch.no_grad():
-        expected = generator(*check_inputs)
-    makers: dict[str, Callable[[], Callable[..., Tensor]]] = {
-        "torch.export": lambda: _torch_export(generator, trace_inputs, out / PROGRAM),
-        "torchscript": lambda: _torchscript(generator, trace_inputs, out / SCRIPT),
-    }
-    for kind, make in makers.items():
-        path = out / PROGRAMS[kind]
-        try:
-            program = make()
-        except Exception as exc:  # noqa: BLE001 - any failure means "this architecture cannot be exported this way"
-            exported.skipped[kind] = f"{MAKERS[kind]} failed ({_first_line(exc)})"
-        else:
-            exported.skipped.update(_check(kind, program, check_inputs, expected))
-        if kind in exported.skipped:
+    programs = _make_programs(generator, config, kinds, out, exported.skipped)
+    if formats is not None and exported.skipped:
+        for path in programs:
             path.unlink(missing_ok=True)
-        else:
-            exported.written.append(path)
+        if created:
+            out.rmdir()
+        kind, reason = next(iter(exported.skipped.items()))
+        raise ConfigError(f"generator '{config['generator']['name']}' cannot be exported as {kind}: {reason}")
+    save_weights(generator, out / WEIGHTS)
     config["files"] = {
         "weights": WEIGHTS,
         "config": CONFIG,
-        **{kind: (PROGRAMS[kind] if kind not in exported.skipped else None) for kind in PROGRAMS},
+        **{kind: (PROGRAMS[kind] if out / PROGRAMS[kind] in programs else None) for kind in PROGRAMS},
     }
     config["skipped"] = exported.skipped
     (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    exported.written.insert(1, out / CONFIG)
+    exported.written = [out / WEIGHTS, out / CONFIG, *programs]
     return exported
 
 
-MAKERS = {"torch.export": "torch.export.export with a free batch size", "torchscript": "torch.jit.trace"}
+def _make_programs(
+    generator: nn.Module, config: dict[str, Any], kinds: list[str], out: Path, skipped: dict[str, str]
+) -> list[Path]:
+    """Make and check each kind of program into ``out``; the paths kept, reasons in ``skipped``."""
+    trace_inputs = example_inputs(config["z_dim"], config["num_classes"], TRACE_BATCH)
+    check_inputs = example_inputs(config["z_dim"], config["num_classes"], CHECK_BATCH, seed=1)
+    with torch.no_grad():
+        expected = generator(*check_inputs)
+    made: dict[str, ExportedProgram | _Refused] = {}
+
+    def exported_program() -> ExportedProgram:
+        """torch.export's program, made once for both the .pt2 file and the ONNX one."""
+        if not made:
+            try:
+                made["program"] = _export_program(generator, trace_inputs)
+            except Exception as exc:  # noqa: BLE001 - any failure means "cannot be exported this way"
+                made["program"] = _Refused(f"{MAKERS['torch.export']} failed ({_first_line(exc)})")
+        program = made["program"]
+        if isinstance(program, _Refused):
+            raise program
+        return program
+
+    def onnx_program() -> Callable[..., Tensor]:
+        from ganforge_core.onnx_export import write_onnx
+
+        opset, program = write_onnx(exported_program(), trace_inputs, out / ONNX)
+        config["onnx_opset"] = opset
+        return program
+
+    makers: dict[str, Callable[[], Callable[..., Tensor]]] = {
+        "torch.export": lambda: _torch_export(exported_program(), out / PROGRAM),
+        "torchscript": lambda: _torchscript(generator, trace_inputs, out / SCRIPT),
+        "onnx": onnx_program,
+    }
+    kept = []
+    for kind in kinds:
+        path = out / PROGRAMS[kind]
+        try:
+            program = makers[kind]()
+        except _Refused as exc:
+            skipped[kind] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - any failure means "this architecture cannot be exported this way"
+            skipped[kind] = f"{MAKERS[kind]} failed ({_first_line(exc)})"
+        else:
+            skipped.update(_check(kind, program, check_inputs, expected))
+        if kind in skipped:
+            path.unlink(missing_ok=True)
+        else:
+            kept.append(path)
+    return kept
 
 
 def _check(kind: str, program: Callable[..., Tensor], inputs: tuple[Tensor, ...], expected: Tensor) -> dict[str, str]:
@@ -152,17 +232,25 @@ def _check(kind: str, program: Callable[..., Tensor], inputs: tuple[Tensor, ...]
 
 
 def _first_line(exc: Exception) -> str:
+    """The exception's type and first line; torch.export's "Constraints violated (batch)!"
+    gains its first "- ..." line, which says what the code did to the batch size."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else ""
+    text = lines[0].split(" For more information", 1)[0] if lines else ""
+    detail = next((line for line in lines[1:2] if line.startswith("- ")), None)
+    if detail is not None:
+        text = f"{text} {detail[2:].split('. ', 1)[0]}"
     text = text if len(text) <= 200 else text[:197] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _torch_export(generator: nn.Module, inputs: tuple[Tensor, ...], path: Path) -> Callable[..., Tensor]:
+def _export_program(generator: nn.Module, inputs: tuple[Tensor, ...]) -> ExportedProgram:
     from torch.export import Dim, export
 
     batch = Dim("batch", min=1)
-    program = export(generator, inputs, dynamic_shapes=tuple({0: batch} for _ in inputs))
+    return export(generator, inputs, dynamic_shapes=tuple({0: batch} for _ in inputs))
+
+
+def _torch_export(program: ExportedProgram, path: Path) -> Callable[..., Tensor]:
     torch.export.save(program, str(path))
     return torch.export.load(str(path)).module()
 
@@ -178,7 +266,7 @@ def _torchscript(generator: nn.Module, inputs: tuple[Tensor, ...], path: Path) -
 
 
 def describe(trained: Trained, used_ema: bool) -> dict[str, Any]:
-    """``generator.json`` without its ``files`` and ``skipped`` entries."""
+    """``config.json`` without its ``files``, ``skipped`` and ``onnx_opset`` entries."""
     plan, config, z_dim = trained.plan, trained.plan.config, trained.z_dim
     shape = list(trained.data_shape)
     image = len(shape) == 3
@@ -228,43 +316,40 @@ def describe(trained: Trained, used_ema: bool) -> dict[str, Any]:
 
 
 def read_config(directory: Path) -> dict[str, Any]:
-    """``generator.json`` of an export, checked. Raises a one-line :class:`CheckpointError`."""
-    path = directory / CONFIG
-    if not path.is_file():
+    """``config.json`` of an export (``generator.json`` of a format-1 one), checked.
+    Raises a one-line :class:`CheckpointError`."""
+    found = [(v, directory / layout[0]) for v, layout in LAYOUTS.items() if (directory / layout[0]).is_file()]
+    if not found:
         raise CheckpointError(f"no {CONFIG} in {directory}: not a ganforge export")
+    version, path = found[0]
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise CheckpointError(f"{path} is not valid JSON") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"{path} does not describe a ganforge generator export")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has export format {config.get('format_version')}; this ganforge reads {FORMAT_VERSION}"
-        )
+    check_config(config, path, version)
     return config
 
 
-def load_generator(
-    directory: Path | str, device: str | torch.device = "cpu", plugins: Plugins | None = None
+def check_config(config: Any, where: Path | str, version: int = FORMAT_VERSION) -> None:
+    """That ``config`` (read from ``where``, a file of layout ``version``) describes a
+    ganforge generator export; else a one-line :class:`CheckpointError`."""
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{where} does not describe a ganforge generator export")
+    if config.get("format_version") != version:
+        raise CheckpointError(f"{where} has export format {config.get('format_version')}; this ganforge reads {version}")
+
+
+def build_generator(
+    config: dict[str, Any], where: Path | str, device: str | torch.device = "cpu", plugins: Plugins | None = None
 ) -> nn.Module:
-    """The exported generator, rebuilt by its plugin and loaded from ``generator.safetensors``.
-
-    Returns the module in eval mode, without gradients. Call it as
-    ``generator(z)`` (or ``generator(z, labels)`` when ``generator.json`` has
-    ``"conditional": true``) with ``z = torch.randn(n, z_dim)``.
-    """
-    from safetensors.torch import load_file
-
+    """The untrained generator that a checked ``config`` describes, built by its plugin."""
     from ganforge_core.plugins import get_plugins
 
-    directory = Path(directory)
-    config = read_config(directory)
     try:
         name, options = config["generator"]["name"], config["generator"]["options"]
         shape, num_classes = tuple(int(s) for s in config["data_shape"]), int(config["num_classes"])
     except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{directory / CONFIG} lacks the generator's name, options or data shape") from None
+        raise CheckpointError(f"{where} lacks the generator's name, options or data shape") from None
     component = (plugins or get_plugins()).registry.get("generator", name)
     ctx = BuildContext(
         data_shape=shape,
@@ -275,10 +360,15 @@ def load_generator(
         seed=0,
         conditional=num_classes > 0,
     )
-    generator = component.build(component.validate(options), ctx)
-    weights = directory / WEIGHTS
+    return component.build(component.validate(options), ctx)
+
+
+def load_weights(generator: nn.Module, weights: Path, name: str) -> None:
+    """Load ``weights`` (safetensors, the generator's own keys) into ``generator``, all of them."""
+    from safetensors.torch import load_file
+
     if not weights.is_file():
-        raise CheckpointError(f"no {WEIGHTS} in {directory}")
+        raise CheckpointError(f"no {weights.name} in {weights.parent}")
     try:
         state = load_file(str(weights))
     except Exception as exc:  # noqa: BLE001 - safetensors' own error type is not importable everywhere
@@ -288,4 +378,20 @@ def load_generator(
     except RuntimeError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         raise CheckpointError(f"{weights} does not fit generator '{name}': {' '.join(lines[:2])}") from None
+
+
+def load_generator(
+    directory: Path | str, device: str | torch.device = "cpu", plugins: Plugins | None = None
+) -> nn.Module:
+    """The exported generator, rebuilt by its plugin and loaded from ``model.safetensors``.
+
+    Returns the module in eval mode, without gradients. Call it as
+    ``generator(z)`` (or ``generator(z, labels)`` when ``config.json`` has
+    ``"conditional": true``) with ``z = torch.randn(n, z_dim)``.
+    """
+    directory = Path(directory)
+    config = read_config(directory)
+    config_name, weights_name = LAYOUTS[config["format_version"]]
+    generator = build_generator(config, directory / config_name, device, plugins)
+    load_weights(generator, directory / weights_name, config["generator"]["name"])
     return generator.to(device).eval().requires_grad_(False)

@@ -278,8 +278,8 @@ def test_sample_eval_and_export_work_on_a_hamming_run(
     assert 0 <= values["codewords/valid"] <= 1 and values["codewords/covered"] in range(17)
     exported = run("-m", "ganforge_core", "export", out, "--out", tmp_path / "export", python_path=hamming_site)
     assert exported.returncode == 0, exported.stderr
-    assert json.loads((tmp_path / "export" / "generator.json").read_text())["generator"]["name"] == "mlp"
-    assert (tmp_path / "export" / "generator.safetensors").stat().st_size > 0
+    assert json.loads((tmp_path / "export" / "config.json").read_text())["generator"]["name"] == "mlp"
+    assert (tmp_path / "export" / "model.safetensors").stat().st_size > 0
 
 
 def test_codewords_command_refuses_bad_input_in_one_line(hamming_site: Path, tmp_path: Path) -> None:
