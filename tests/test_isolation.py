@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,6 +28,8 @@ from ganforge_core.session import Run
 from ganforge_core.testing import check_d_phase_isolated, check_g_phase_isolated
 from lazy_penalties import NAME, register_into
 from support import caching_registry
+
+pytestmark = pytest.mark.properties
 
 REGISTRY = register_into(caching_registry())
 PLUGINS = get_plugins()
