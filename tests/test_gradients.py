@@ -78,7 +78,7 @@ def garble(*modules: nn.Module, seed: int = 1) -> None:
     """
     for module in modules:
         for p in module.parameters():
-            noise = torch.randn(p.shape, generator=torch.Generator(p.device).manual_seed(seed), device=p.device)
+            noise = torch.randn(p.shape, generator=torch.Generator(device=p.device).manual_seed(seed), device=p.device)
             seed += 1
             if p.grad is None:
                 p.grad = 100 * noise.to(p.dtype)
