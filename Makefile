@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-fast docs clean
+.PHONY: run test test-fast test-properties docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow" $(ARGS)
+
+# The correctness properties of training (tests marked `properties`: gradient values and
+# isolation through the engine, loss directions, penalties), in under two minutes on 2 cores.
+test-properties: $(STAMP)
+	$(BIN)/pytest -m properties $(ARGS)
 
 # --strict: a broken link or anchor, or a page missing from the nav, fails the build
 # (the test suite builds the site the same way, in tests/test_docs_site.py).

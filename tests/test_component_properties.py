@@ -89,6 +89,7 @@ def d_loss_at(loss: Any, real: Tensor, fake: Tensor, ctx: DContext) -> float:
     return float(loss.d_loss(real, fake, ctx).detach())
 
 
+@pytest.mark.properties
 @pytest.mark.parametrize("name", sorted(MONOTONE_D))
 @FAST
 @given(data=st.data(), n=st.integers(1, 6))
@@ -104,6 +105,7 @@ def test_d_loss_falls_as_real_logits_rise_and_fake_logits_fall(name, data, n) ->
     assert d_loss_at(loss, real_up, fake_down, ctx) <= before + slack
 
 
+@pytest.mark.properties
 @pytest.mark.parametrize("name", sorted(MONOTONE_D))
 def test_d_loss_is_strictly_better_for_a_clearly_better_discriminator(name) -> None:
     # Guards the weak inequalities above against a loss that ignores its inputs.
@@ -116,6 +118,7 @@ def test_d_loss_is_strictly_better_for_a_clearly_better_discriminator(name) -> N
     assert sure < confused
 
 
+@pytest.mark.properties
 @pytest.mark.parametrize("name", sorted(MONOTONE_G))
 @FAST
 @given(data=st.data(), n=st.integers(1, 6))
@@ -132,6 +135,7 @@ def test_g_loss_falls_as_fake_logits_rise(name, data, n) -> None:
     )
 
 
+@pytest.mark.properties
 @FAST
 @given(data=st.data(), n=st.integers(1, 6))
 def test_relativistic_g_loss_is_the_d_loss_with_real_and_fake_swapped(data, n) -> None:
@@ -143,6 +147,7 @@ def test_relativistic_g_loss_is_the_d_loss_with_real_and_fake_swapped(data, n) -
     assert float(loss.g_loss(fake, g_ctx)) == pytest.approx(float(loss.d_loss(fake, real, d_ctx)), rel=1e-6)
 
 
+@pytest.mark.properties
 def test_relativistic_g_loss_compares_with_real_logits() -> None:
     loss, fake = build("loss", "relativistic"), torch.tensor([0.5, -0.5])
     calls: list[int] = []
@@ -158,6 +163,7 @@ def test_relativistic_g_loss_compares_with_real_logits() -> None:
     assert len(calls) == 2
 
 
+@pytest.mark.properties
 @FAST
 @given(clip=st.floats(1e-3, 1.0), scale=st.floats(0.0, 10.0), seed=st.integers(0, 2**16))
 def test_wgan_clips_every_discriminator_parameter_after_its_step(clip, scale, seed) -> None:
@@ -188,6 +194,7 @@ def unit_critic_context(direction: list[float], norm: float, n: int, seed: int) 
 DIRECTION = st.lists(st.floats(-1, 1), min_size=4, max_size=4).filter(lambda v: sum(x * x for x in v) > 1e-2)
 
 
+@pytest.mark.properties
 @FAST
 @given(direction=DIRECTION, norm=st.floats(0.0, 3.0), n=st.integers(1, 5), seed=st.integers(0, 2**16))
 def test_gradient_penalty_is_zero_exactly_where_the_gradient_norm_is_one(direction, norm, n, seed) -> None:
@@ -205,6 +212,7 @@ def test_gradient_penalty_is_zero_exactly_where_the_gradient_norm_is_one(directi
     )
 
 
+@pytest.mark.properties
 @FAST
 @given(direction=DIRECTION, norm=st.floats(0.0, 3.0), gamma=st.floats(0.0, 20.0), every=st.integers(1, 5))
 def test_r1_is_half_gamma_times_the_squared_gradient_norm_and_declares_its_lazy_interval(
@@ -220,6 +228,7 @@ def test_r1_is_half_gamma_times_the_squared_gradient_norm_and_declares_its_lazy_
         assert float(penalty.detach()) == pytest.approx(gamma / 2 * norm**2, rel=1e-9, abs=1e-12), step
 
 
+@pytest.mark.properties
 def test_r1_penalises_only_real_data() -> None:
     critic = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0))
     torch.manual_seed(0)
@@ -230,6 +239,7 @@ def test_r1_penalises_only_real_data() -> None:
     assert float(r1.d_penalty(DContext(critic, real, fake * 100, Targets(), 0, 0.0)).detach()) == base
 
 
+@pytest.mark.properties
 @FAST
 @given(direction=DIRECTION, norm=st.floats(0.0, 3.0), gamma=st.floats(0.0, 20.0), n=st.integers(1, 5))
 def test_r2_is_half_gamma_times_the_squared_gradient_norm_at_fake_data(direction, norm, gamma, n) -> None:
@@ -239,6 +249,7 @@ def test_r2_is_half_gamma_times_the_squared_gradient_norm_at_fake_data(direction
     assert float(penalty.detach()) == pytest.approx(gamma / 2 * norm**2, rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.properties
 def test_r2_penalises_only_fake_data_and_its_gradient_reaches_d() -> None:
     critic = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0))
     torch.manual_seed(0)
@@ -384,6 +395,7 @@ def test_ema_state_round_trips_through_a_weights_only_checkpoint_and_resumes_exa
 # -- targets and inputs ----------------------------------------------------------------
 
 
+@pytest.mark.properties
 @FAST
 @given(real=st.floats(0.51, 1.0), incoming_real=st.floats(0.51, 1.0), incoming_fake=st.floats(0.0, 0.49))
 def test_one_sided_label_smoothing_never_changes_fake_targets(real, incoming_real, incoming_fake) -> None:
@@ -460,6 +472,7 @@ def unchanged(before: dict[str, Tensor], module: nn.Module) -> bool:
     return all(torch.equal(before[n], p) for n, p in module.named_parameters())
 
 
+@pytest.mark.properties
 @SLOW
 @given(
     m=st.integers(2, 4),

@@ -13,20 +13,23 @@ runs D) is among the regularizers drawn, with intervals of 1 to 3, as is r1's ``
 from __future__ import annotations
 
 import tempfile
-import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ganforge_core import ConfigError, RunConfig, resolve
+import strategies
+from ganforge_core import RunConfig, resolve
 from ganforge_core.plugins import get_plugins
 from ganforge_core.session import Run
 from ganforge_core.testing import check_d_phase_isolated, check_g_phase_isolated
 from lazy_penalties import NAME, register_into
-from support import caching_registry, default_traits, small_options
+from support import caching_registry
+
+pytestmark = pytest.mark.properties
 
 REGISTRY = register_into(caching_registry())
 PLUGINS = get_plugins()
@@ -36,67 +39,22 @@ RUN_DIR = Path(tempfile.gettempdir()) / "ganforge-isolation-never-written"
 SETTINGS = settings(
     max_examples=20,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    suppress_health_check=[HealthCheck.too_slow],
 )
-
-
-def option_strategy(kind: str, name: str) -> st.SearchStrategy[dict[str, Any]]:
-    """Small options, with every bool and Literal option drawn from its values."""
-    component = REGISTRY.get(kind, name)
-    base = small_options(component)
-    drawn: dict[str, st.SearchStrategy[Any]] = {}
-    for field, info in component.options.model_fields.items():
-        if info.annotation is bool:
-            drawn[field] = st.booleans()
-        elif typing.get_origin(info.annotation) is Literal:
-            drawn[field] = st.sampled_from(typing.get_args(info.annotation))
-        elif kind == "regularizer" and field.endswith("every"):  # lazy penalty intervals
-            drawn[field] = st.integers(1, 3)
-    return st.fixed_dictionaries(drawn).map(lambda extra: {**base, **extra})
-
-
-def component_choice(kind: str, name: str) -> st.SearchStrategy[dict[str, Any]]:
-    return option_strategy(kind, name).map(lambda options: {"name": name, "options": options})
-
-
-def supported(kind: str, data_traits: frozenset[str]) -> list[str]:
-    return [c.name for c in REGISTRY.all(kind) if c.requires <= data_traits]
 
 
 @st.composite
 def run_configs(draw: st.DrawFn, lazy: bool = False) -> RunConfig:
-    """A valid combination; ``lazy``: with ``counted-penalty`` at D and G intervals of 2 or 3."""
-    dataset = draw(st.sampled_from(REGISTRY.names("dataset")))
-    traits = default_traits(REGISTRY.get("dataset", dataset))
-    generator = draw(st.sampled_from(supported("generator", traits)))
-    # Always named, so it gets small options (the namesake default is full size and slow).
-    discriminator = draw(st.sampled_from(supported("discriminator", traits)))
-    regularizers = draw(st.lists(st.sampled_from(REGISTRY.names("regularizer")), unique=True, max_size=3))
-    chosen = [draw(component_choice("regularizer", r)) for r in regularizers if not (lazy and r == NAME)]
+    """A valid combination (tests/strategies.py); ``lazy``: with ``counted-penalty`` at D and G intervals of 2 or 3."""
+    required = []
     if lazy:
         every = {"d_every": draw(st.integers(2, 3)), "g_every": draw(st.integers(2, 3))}
-        chosen.append({"name": NAME, "options": every})
-    return RunConfig(
-        dataset={"name": dataset, "options": small_options(REGISTRY.get("dataset", dataset))},
-        generator=draw(component_choice("generator", generator)),
-        discriminator=draw(component_choice("discriminator", discriminator)),
-        loss=draw(st.sampled_from(REGISTRY.names("loss")).flatmap(lambda n: component_choice("loss", n))),
-        regularizers=chosen,
-        # resolve refuses a batch of one for BatchNorm networks (assume() skips those).
-        batch_size=draw(st.integers(1, 12)),
-        conditional=draw(st.booleans()) if "labelled" in traits else False,
-        seed=draw(st.integers(0, 2**31 - 1)),
-        steps=8,
-        device="cpu",
-    )
+        required.append({"name": NAME, "options": every})
+    return draw(strategies.run_configs(REGISTRY, required=required))
 
 
 def build_run(config: RunConfig) -> Run:
-    try:
-        plan = resolve(config, REGISTRY)
-    except ConfigError:
-        assume(False)
-    return Run(plan, PLUGINS, RUN_DIR)
+    return Run(resolve(config, REGISTRY), PLUGINS, RUN_DIR)
 
 
 def next_batch(run: Run) -> tuple[torch.Tensor, dict[str, Any]]:
