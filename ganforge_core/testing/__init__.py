@@ -26,8 +26,9 @@ module)])`` to check a plugin before it is packaged. Guide: docs/testing-plugins
 
 Every public name is importable from here. The package has one module per kind's
 check (``networks``, ``losses``, ``regularizers``, ``schedules``, ``data``,
-``metrics``, ``loggers``, ``options``), ``component`` for :func:`check_component`,
-``isolation`` and ``runs`` for whole runs, and ``objects`` for what they all build.
+``metrics``, ``loggers``, ``options``), ``gradients`` for what losses and penalties
+send D, ``component`` for :func:`check_component`, ``isolation`` and ``runs`` for
+whole runs, and ``objects`` for what they all build.
 """
 
 from __future__ import annotations

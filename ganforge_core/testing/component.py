@@ -113,7 +113,7 @@ def _check_loss_component(component: Component, chosen: Options, registry: Regis
     loss = component.build(chosen, build_context((2,)))
     for n in (1, 7):
         with _about(f"{component.label} with a batch of {n}"):
-            check_loss(loss, n=n)
+            check_loss(loss, n=n, traits=component.traits(chosen))
 
 
 def _check_schedule_component(component: Component, chosen: Options, registry: Registry, datasets: Any) -> None:
@@ -172,7 +172,7 @@ def _check_on_dataset(component: Component, chosen: Options, dataset: Dataset) -
         for n in (1, 5):
             check_discriminator(discriminator, dataset.samples[:n], traits=traits)
     elif kind == "regularizer":
-        check_regularizer(component.build(chosen, ctx), dataset.samples[:12])
+        check_regularizer(component.build(chosen, ctx), dataset.samples[:12], traits=traits)
     elif kind == "metric":
         tiny = TinyGenerator(dataset.shape).eval()
 

@@ -13,9 +13,13 @@ from ganforge_core.errors import GanforgeError
 from ganforge_core.registry import Component
 from ganforge_core.testing.objects import _check, _fail, _finite
 
+# How far into each half of [-1, 1] an image dataset's samples must reach: data in [0, 1]
+# (a missing 2p - 1) or in [-0.5, 0.5] fails, dark or low-contrast pictures pass.
+IMAGE_REACH = 0.5
+
 
 def check_dataset(dataset: Dataset, traits: Iterable[str]) -> None:
-    """Float32 finite samples matching the declared modality; labels in range when there are any."""
+    """Float32 finite samples matching the declared modality (images span [-1, 1]); labels in range when there are any."""
     traits = set(traits)
     _check(isinstance(dataset, Dataset), f"a dataset factory returns ganforge_core.Dataset, got {type(dataset)}")
     samples = dataset.samples
@@ -24,7 +28,13 @@ def check_dataset(dataset: Dataset, traits: Iterable[str]) -> None:
     _check(_finite(samples), "the dataset has non-finite samples")
     if "image" in traits:
         _check(samples.dim() == 4, f"an image dataset holds [N, C, H, W], got {list(samples.shape)}")
-        _check(samples.min() >= -1.0 and samples.max() <= 1.0, "image samples must lie in [-1, 1]")
+        low, high = float(samples.min()), float(samples.max())
+        _check(low >= -1.0 and high <= 1.0, f"image samples must lie in [-1, 1], got [{low:.3g}, {high:.3g}]")
+        _check(
+            low <= -IMAGE_REACH and high >= IMAGE_REACH,
+            f"image samples lie in [{low:.3g}, {high:.3g}]: an image dataset spans [-1, 1] (pixels p in [0, 1] "
+            "become 2p - 1), which G's tanh output and every image metric assume",
+        )
     if "vector" in traits:
         _check(samples.dim() == 2, f"a vector dataset holds [N, D], got {list(samples.shape)}")
     if "labelled" in traits:

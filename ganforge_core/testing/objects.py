@@ -111,11 +111,15 @@ def _seeded(seed: int) -> torch.Generator:
 
 
 class TinyCritic(nn.Module):
-    """A two-layer critic on flattened inputs: what :func:`check_loss` trains against."""
+    """A two-layer critic on flattened inputs: what :func:`check_loss` trains against.
+
+    Smooth (SiLU), so its input gradient changes with every input and has a gradient
+    in its parameters everywhere: the penalty checks read both.
+    """
 
     def __init__(self, in_features: int = 2) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1))
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, 8), nn.SiLU(), nn.Linear(8, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         logits: Tensor = self.net(x)

@@ -7,6 +7,7 @@ import json
 from ganforge_core.components import KINDS, Options, ScheduleOptions
 from ganforge_core.errors import ConfigError
 from ganforge_core.registry import NAME_PATTERN, Component
+from ganforge_core.testing.gradients import declared_batches
 from ganforge_core.testing.objects import MODALITIES, _check, _fail
 
 
@@ -48,6 +49,11 @@ def check_options(component: Component) -> None:
     for what, values in (("requires", component.requires), ("traits", traits)):
         bad = [t for t in values if not (isinstance(t, str) and t)]
         _check(not bad, f"{label}: {what} must be non-empty strings, got {bad!r}")
+    _check(
+        "input-gradient-penalty" not in traits or declared_batches(traits),
+        f"{label}: declares input-gradient-penalty but not the batch its penalty is computed on: add the trait "
+        "penalty-on-real (R1), penalty-on-fake (R2), or both (both batches, or between them as WGAN-GP's)",
+    )
     if component.kind == "scheduler":
         _check(issubclass(options, ScheduleOptions), f"{label}: a schedule's options subclass ScheduleOptions")
     if component.kind == "dataset":

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
 
 from ganforge_core.components import DContext, GContext, Regularizer, Targets
+from ganforge_core.testing.gradients import check_gradient_is_derivative, check_penalty_batches
 from ganforge_core.testing.objects import TinyCritic, TinyGenerator, _check, _finite
 
 
-def check_regularizer(regularizer: Regularizer, real: Tensor, seed: int = 0) -> None:
-    """Every hook point of a regularizer on a batch ``real`` of at least two samples: shapes, targets, penalty, state."""
+def check_regularizer(regularizer: Regularizer, real: Tensor, seed: int = 0, *, traits: Iterable[str] = ()) -> None:
+    """Every hook point of a regularizer on a batch ``real`` of at least two samples: shapes, targets, penalty, state.
+
+    A D penalty must reach D's parameters (its gradient is the derivative of its
+    value) and, where ``traits`` declare its batch (``penalty-on-real``,
+    ``penalty-on-fake``), be computed on exactly that batch.
+    """
     _check(
         isinstance(regularizer, Regularizer),
         f"a regularizer subclasses ganforge_core.Regularizer, got {type(regularizer).__name__}",
@@ -50,12 +57,10 @@ def check_regularizer(regularizer: Regularizer, real: Tensor, seed: int = 0) -> 
                 isinstance(every, int) and not isinstance(every, bool) and every >= 1,
                 f"{attribute} must be an int of at least 1, got {every!r}",
             )
-        penalty = regularizer.d_penalty(DContext(critic, seen_real, seen_fake, targets, step=0, progress=0.0))
+        d_ctx = DContext(critic, seen_real, seen_fake, targets, step=0, progress=0.0)
+        penalty = regularizer.d_penalty(d_ctx)
         if penalty is not None:
-            _check(
-                isinstance(penalty, Tensor) and penalty.dim() == 0 and _finite(penalty),
-                f"d_penalty must return None or a finite scalar tensor, got {penalty!r}",
-            )
+            _check_d_penalty(regularizer, penalty, d_ctx, traits, seed)
         _check_g_penalty(regularizer, critic, generator, seen_real, targets)
         regularizer.after_d_step(critic)
         regularizer.after_g_step(generator, 1)
@@ -67,6 +72,27 @@ def check_regularizer(regularizer: Regularizer, real: Tensor, seed: int = 0) -> 
         state = regularizer.state_dict()
         _check(isinstance(state, dict), "state_dict() must return a dict")
         regularizer.load_state_dict(state)
+
+
+def _check_d_penalty(regularizer: Regularizer, penalty: Tensor, ctx: DContext, traits: Iterable[str], seed: int) -> None:
+    """``d_penalty`` in a D phase's context: a finite scalar that trains D, computed on the batches declared."""
+    _check(
+        isinstance(penalty, Tensor) and penalty.dim() == 0 and _finite(penalty),
+        f"d_penalty must return None or a finite scalar tensor, got {penalty!r}",
+    )
+    _check(
+        penalty.requires_grad,
+        "d_penalty has no graph back to D's parameters, so it cannot train D: compute D's input gradient with "
+        "torch.autograd.grad(..., create_graph=True)",
+    )
+    real, fake = ctx.real.double(), ctx.fake.double()
+
+    def wide_penalty(critic: nn.Module) -> Tensor:
+        value = regularizer.d_penalty(DContext(critic, real, fake, ctx.targets, ctx.step, ctx.progress))
+        return torch.zeros((), dtype=torch.float64) if value is None else value
+
+    check_gradient_is_derivative(wide_penalty, ctx.discriminator, "d_penalty", seed)  # type: ignore[arg-type]
+    check_penalty_batches(regularizer.d_penalty, ctx, traits, "d_penalty", seed)
 
 
 def _check_g_penalty(
