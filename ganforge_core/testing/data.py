@@ -19,7 +19,7 @@ IMAGE_REACH = 0.5
 
 
 def check_dataset(dataset: Dataset, traits: Iterable[str]) -> None:
-    """Float32 finite samples matching the declared modality (images span [-1, 1]); labels in range when there are any."""
+    """Float32 finite samples of the declared modality (images span [-1, 1]); labels in range where there are any."""
     traits = set(traits)
     _check(isinstance(dataset, Dataset), f"a dataset factory returns ganforge_core.Dataset, got {type(dataset)}")
     samples = dataset.samples

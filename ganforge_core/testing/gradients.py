@@ -23,10 +23,12 @@ PENALTY_BATCH_TRAITS = {"real": "penalty-on-real", "fake": "penalty-on-fake"}
 
 # A central difference of step EPSILON along a unit direction of D's parameters. A penalty
 # computed in float32 inside the plugin is exact to about 1e-7 of its value, so the
-# difference is trusted to RELATIVE_FLOOR of the value, and the two slopes to SLOPE_TOLERANCE.
+# difference is trusted to RELATIVE_FLOOR of the value (ABSOLUTE_FLOOR near zero), and the
+# two slopes must agree to SLOPE_TOLERANCE.
 EPSILON = 1e-3
 SLOPE_TOLERANCE = 1e-3
 RELATIVE_FLOOR = 1e-4
+ABSOLUTE_FLOOR = 1e-9
 
 
 @contextmanager
@@ -77,7 +79,8 @@ def check_gradient_is_derivative(
             for p, d in zip(parameters, direction, strict=True):
                 p.sub_(step * d)
     numeric = (values[0] - values[1]) / (2 * EPSILON)
-    tolerance = SLOPE_TOLERANCE * (abs(slope) + abs(numeric)) + RELATIVE_FLOOR * abs(float(out.detach())) + 1e-9
+    floor = RELATIVE_FLOOR * abs(float(out.detach())) + ABSOLUTE_FLOOR
+    tolerance = SLOPE_TOLERANCE * (abs(slope) + abs(numeric)) + floor
     _check(
         abs(slope - numeric) <= tolerance,
         f"{what} changes with D's parameters at a rate of {numeric:.6g}, but the gradient it sends D gives "
@@ -102,9 +105,9 @@ def check_penalty_batches(
 ) -> None:
     """The penalty changes with exactly the batches its traits declare (``penalty-on-real``, ``penalty-on-fake``).
 
-    Nothing to check when they declare neither. Each batch of ``ctx`` is replaced by
-    another in turn; ``penalty(ctx)`` is evaluated on the same random numbers and D
-    buffers each time.
+    Nothing to check when they declare neither, or when the penalty changes with
+    neither batch (it is zero here). Each batch of ``ctx`` is replaced by another in
+    turn; ``penalty(ctx)`` is evaluated on the same random numbers and D buffers each time.
     """
     declared = declared_batches(traits)
     if not declared:
@@ -128,6 +131,8 @@ def check_penalty_batches(
         changed = evaluate(replace(ctx, **{side: other}))
         if changed is None or not torch.isclose(changed, base, rtol=1e-6, atol=1e-12):
             reads.add(side)
+    if not reads:
+        return  # flat here (zero, e.g. a one-sided penalty below its threshold): it tells no batch
     names = " and ".join(PENALTY_BATCH_TRAITS[side] for side in sorted(declared))
     _check(
         reads == declared,

@@ -74,7 +74,9 @@ def check_regularizer(regularizer: Regularizer, real: Tensor, seed: int = 0, *, 
         regularizer.load_state_dict(state)
 
 
-def _check_d_penalty(regularizer: Regularizer, penalty: Tensor, ctx: DContext, traits: Iterable[str], seed: int) -> None:
+def _check_d_penalty(
+    regularizer: Regularizer, penalty: Tensor, ctx: DContext, traits: Iterable[str], seed: int
+) -> None:
     """``d_penalty`` in a D phase's context: a finite scalar that trains D, computed on the batches declared."""
     _check(
         isinstance(penalty, Tensor) and penalty.dim() == 0 and _finite(penalty),
