@@ -383,6 +383,15 @@ def test_a_penalty_on_another_batch_than_declared_fails(plugins: Plugins, name: 
         check_component("regularizer", name, datasets=["ring-8"], plugins=plugins)
 
 
+def test_a_penalty_that_is_zero_where_it_is_checked_passes() -> None:
+    # One-sided WGAN-GP penalises only gradient norms above 1; TinyCritic's are below, so the
+    # penalty is 0 whatever either batch holds, which tells nothing about the batch it reads.
+    component = BUILT_IN.get("regularizer", "gradient-penalty")
+    options = component.validate({"penalty": "one-sided"})
+    regularizer = component.build(options, build_context((2,)))
+    check_regularizer(regularizer, torch.randn(6, 2), traits=component.traits(options))
+
+
 def test_an_input_gradient_penalty_must_declare_its_batch(plugins: Plugins) -> None:
     with pytest.raises(AssertionError, match=exactly(
         "regularizer 'somewhere': declares input-gradient-penalty but not the batch its penalty is computed on: "
