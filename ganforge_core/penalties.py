@@ -11,8 +11,10 @@ same instead of importing another plugin:
   zero-centred ``||grad D(x)||^2`` at real samples (R1) or fake ones (R2),
   without their ``gamma/2``.
 
-A component that uses one declares the trait ``input-gradient-penalty`` (and
-``lipschitz-penalty`` for WGAN-GP's), and refuses a BatchNorm critic with
+A component that uses one declares the trait ``input-gradient-penalty``, the
+batch it is computed on (``penalty-on-real`` for R1, ``penalty-on-fake`` for R2,
+both for WGAN-GP's interpolates), and ``lipschitz-penalty`` for WGAN-GP's; it
+refuses a BatchNorm critic with
 :data:`NEEDS_NO_BATCHNORM` (see :mod:`ganforge_core.traits`). torch is imported
 when a penalty is computed, not with this module, so a plugin's ``__init__``
 may import it.

@@ -76,9 +76,20 @@ TRAITS: dict[str, Trait] = {
     # -- penalties ---------------------------------------------------------------------
     "input-gradient-penalty": Trait(
         "the component penalises D's gradient with respect to each input sample, so D must not couple the "
-        "samples of a batch (the penalties refuse `batchnorm-in-d`)",
+        "samples of a batch (the penalties refuse `batchnorm-in-d`); it also declares the batch the penalty is "
+        "computed on: `penalty-on-real`, `penalty-on-fake` or both",
         "dcgan D's `norm=auto` picks LayerNorm instead of BatchNorm (from `ResolveContext.loss_traits` and "
-        "`regularizer_traits`)",
+        "`regularizer_traits`); `ganforge_core.testing` requires the batch declared",
+    ),
+    "penalty-on-real": Trait(
+        "the input-gradient penalty is computed on the real batch (R1); with `penalty-on-fake` as well, on both "
+        "or between them (WGAN-GP's interpolates)",
+        "`ganforge_core.testing.check_component` checks that the penalty changes with exactly the batches declared",
+    ),
+    "penalty-on-fake": Trait(
+        "the input-gradient penalty is computed on the fake batch (R2); with `penalty-on-real` as well, on both "
+        "or between them",
+        "`ganforge_core.testing.check_component` checks that the penalty changes with exactly the batches declared",
     ),
     "lipschitz-penalty": Trait(
         "a penalty pulls ‖∇D‖ toward 1 (one-sided: to at most 1) between real and fake samples, a soft "

@@ -7,8 +7,9 @@ Traits the rest of ganforge checks:
   ``label-smoothing`` refuses them.
 * ``input-gradient-penalty`` and ``lipschitz-penalty``: ``wgan-gp`` penalises
   D's input gradient itself, pulling its norm toward 1 between real and fake
-  samples; a BatchNorm critic is refused, and so are the regularizers that pull
-  the same norm elsewhere or a second time (``r1``, ``r2``, ``gradient-penalty``).
+  samples (``penalty-on-real`` and ``penalty-on-fake``: both batches); a
+  BatchNorm critic is refused, and so are the regularizers that pull the same
+  norm elsewhere or a second time (``r1``, ``r2``, ``gradient-penalty``).
 * ``weight-clipping``: ``wgan`` clips D's weights, which is pointless on top of
   a gradient penalty or spectral normalisation (each constrains the same
   gradient, and clipping then only cripples the critic), so both are refused.
@@ -138,7 +139,8 @@ def ganforge_register_losses(register):
         _wgan_gp,
         options=WGANGPOptions,
         summary="Wasserstein critic with gradient penalty; Adam 1e-4, betas (0, 0.9), 5 critic steps",
-        traits={"wasserstein", "input-gradient-penalty", "lipschitz-penalty", "graph-safe"},
+        traits={"wasserstein", "input-gradient-penalty", "penalty-on-real", "penalty-on-fake", "lipschitz-penalty",
+                "graph-safe"},
         conflicts={"batchnorm-in-d": NEEDS_NO_BATCHNORM},
         recommends=WGAN_GP_ADAM,
         paper="Gulrajani et al. 2017, 'Improved training of Wasserstein GANs'",

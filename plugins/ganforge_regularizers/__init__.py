@@ -169,7 +169,7 @@ def ganforge_register_regularizers(register):
         options=R1Options,
         summary="R1: gamma/2 * E||grad D(real)||^2, optionally lazily every k steps (StyleGAN2)",
         # Lazy regularisation (every > 1) is a phase of its own, captured in a graph of its own.
-        traits=lambda o: {"input-gradient-penalty"} | graph_safe_unless_annealed(o),
+        traits=lambda o: {"input-gradient-penalty", "penalty-on-real"} | graph_safe_unless_annealed(o),
         conflicts={"batchnorm-in-d": NEEDS_NO_BATCHNORM, "lipschitz-penalty": ZERO_VERSUS_ONE},
         paper="Mescheder et al. 2018, 'Which training methods for GANs do actually converge?', eq. 9",
     )
@@ -179,7 +179,7 @@ def ganforge_register_regularizers(register):
         options=R2Options,
         summary="R2: gamma/2 * E||grad D(fake)||^2, optionally lazily every k steps; with r1, R3GAN's pair",
         # Lazy regularisation (every > 1) is a phase of its own, captured in a graph of its own.
-        traits=lambda o: {"input-gradient-penalty"} | graph_safe_unless_annealed(o),
+        traits=lambda o: {"input-gradient-penalty", "penalty-on-fake"} | graph_safe_unless_annealed(o),
         conflicts={"batchnorm-in-d": NEEDS_NO_BATCHNORM, "lipschitz-penalty": ZERO_VERSUS_ONE},
         paper="Mescheder et al. 2018, eq. 10, after Roth et al. 2017, 'Stabilizing training of generative "
         "adversarial networks through regularization'; Huang et al. 2024, 'The GAN is dead; long live the GAN! "
@@ -190,7 +190,8 @@ def ganforge_register_regularizers(register):
         _gradient_penalty,
         options=GradientPenaltyOptions,
         summary="WGAN-GP's gradient penalty on real-fake interpolates, added to any loss",
-        traits=lambda o: {"input-gradient-penalty", "lipschitz-penalty"} | graph_safe_unless_annealed(o),
+        traits=lambda o: {"input-gradient-penalty", "penalty-on-real", "penalty-on-fake", "lipschitz-penalty"}
+        | graph_safe_unless_annealed(o),
         conflicts={"batchnorm-in-d": NEEDS_NO_BATCHNORM, "lipschitz-penalty": ONE_LIPSCHITZ_PENALTY},
         paper="Gulrajani et al. 2017, 'Improved training of Wasserstein GANs', eq. 3; Kurach et al. 2019",
     )

@@ -104,7 +104,8 @@ def ganforge_register_regularizers(register: Register) -> None:
         _factory("zero_gp", "build_zero_gp"),
         options=ZeroGPOptions,
         summary="zero-centred gradient penalty gamma/2 E||grad D(x_hat)||^2 on real-fake interpolates, lazily",
-        traits={"input-gradient-penalty", "graph-safe"},  # the core's trait of a penalty on D's input gradient
+        # the core's traits of a penalty on D's input gradient, and of the batches it is computed on
+        traits={"input-gradient-penalty", "penalty-on-real", "penalty-on-fake", "graph-safe"},
         conflicts={"batchnorm-in-d": NEEDS_NO_BATCHNORM.format(what="logit", hint="--disc dcgan:norm=layer, or mlp")},
         paper="Thanh-Tung et al. 2019, 'Improving generalization and stability of generative adversarial networks'",
     )

@@ -1,0 +1,102 @@
+"""Checks of generators and discriminators: shapes, finiteness, labels, the BatchNorm declaration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from ganforge_core.testing.objects import BATCHNORM_TRAIT, _check, _fail, _finite, _seeded
+
+
+def check_generator(
+    generator: nn.Module,
+    data_shape: tuple[int, ...],
+    n: int = 5,
+    *,
+    training: bool = True,
+    seed: int = 0,
+    traits: Iterable[str] = (),
+) -> None:
+    """G maps ``n`` latents ``[n, z_dim]`` to ``n`` finite samples of ``data_shape``."""
+    _check(isinstance(generator, nn.Module), f"a generator is a torch.nn.Module, got {type(generator).__name__}")
+    z_dim = getattr(generator, "z_dim", None)
+    _check(
+        isinstance(z_dim, int) and not isinstance(z_dim, bool) and z_dim >= 1,
+        f"a generator has an integer attribute z_dim >= 1, got {z_dim!r}",
+    )
+    if n == 1 and training and BATCHNORM_TRAIT["generator"] in set(traits):
+        return  # declared: ganforge never trains this generator on a batch of one
+    generator.train(training)
+    with torch.no_grad():
+        out = generator(torch.randn(n, z_dim, generator=_seeded(seed)))
+    mode = "training" if training else "eval"
+    _check(
+        isinstance(out, Tensor) and list(out.shape) == [n, *data_shape],
+        lambda: (
+            f"generator ({mode} mode) gave shape {list(getattr(out, 'shape', []))} for {n} latents; "
+            f"expected {[n, *data_shape]}"
+        ),
+    )
+    _check(out.is_floating_point() and _finite(out), f"generator ({mode} mode) gave non-finite or non-float samples")
+
+
+def check_discriminator(discriminator: nn.Module, batch: Tensor, *, traits: Iterable[str] = ()) -> None:
+    """D maps a batch ``[N, ...]`` to ``N`` finite logits, and gradients reach its parameters."""
+    _check(
+        isinstance(discriminator, nn.Module),
+        f"a discriminator is a torch.nn.Module, got {type(discriminator).__name__}",
+    )
+    n = len(batch)
+    if n == 1 and BATCHNORM_TRAIT["discriminator"] in set(traits):
+        return  # declared: ganforge never trains this discriminator on a batch of one
+    logits = discriminator(batch)
+    _check(
+        isinstance(logits, Tensor) and list(logits.shape) == [n],
+        lambda: (
+            f"discriminator gave shape {list(getattr(logits, 'shape', []))} for a batch of {n}; "
+            f"expected [{n}] (one logit per sample)"
+        ),
+    )
+    _check(_finite(logits), "discriminator gave non-finite logits")
+    logits.sum().backward()
+    _check(
+        any(p.grad is not None for p in discriminator.parameters()),
+        "no gradient reached the discriminator's parameters",
+    )
+
+
+def check_conditional_generator(
+    generator: nn.Module, data_shape: tuple[int, ...], num_classes: int, n: int = 5, seed: int = 0
+) -> None:
+    """A generator built with ``conditional=True`` is called as ``G(z, labels)`` and the labels matter."""
+    source = _seeded(seed)
+    generator.eval()
+    z = torch.randn(n, generator.z_dim, generator=source)
+    labels = torch.randint(num_classes, (n,), generator=source)
+    with torch.no_grad():
+        out = generator(z, labels)
+        other = generator(z, (labels + 1) % num_classes)
+    _check(list(out.shape) == [n, *data_shape], f"conditional generator gave shape {list(out.shape)}")
+    _check(not torch.equal(out, other), "conditional generator: changing the labels changed no sample")
+
+
+def check_conditional_discriminator(discriminator: nn.Module, batch: Tensor, num_classes: int, seed: int = 0) -> None:
+    """A discriminator built with ``conditional=True`` is called as ``D(x, labels=labels)`` and the labels matter."""
+    n = len(batch)
+    labels = torch.randint(num_classes, (n,), generator=_seeded(seed))
+    logits = discriminator(batch, labels=labels)
+    _check(list(logits.shape) == [n] and _finite(logits), f"conditional discriminator gave {list(logits.shape)}")
+    other = discriminator(batch, labels=(labels + 1) % num_classes)
+    _check(not torch.equal(logits, other), "conditional discriminator: changing the labels changed no logit")
+
+
+def check_declares_batchnorm(network: nn.Module, kind: str, traits: Iterable[str]) -> None:
+    """A generator (discriminator) has the trait batchnorm-in-g (-d) exactly when it holds a BatchNorm layer."""
+    trait = BATCHNORM_TRAIT[kind]
+    batch_norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    declared = trait in set(traits)
+    if batch_norms and not declared:
+        raise _fail(f"{kind} holds {type(batch_norms[0]).__name__} but does not declare the trait '{trait}'")
+    _check(not declared or batch_norms, f"{kind} declares '{trait}' but holds no BatchNorm layer")
