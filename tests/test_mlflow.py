@@ -154,3 +154,18 @@ def test_missing_mlflow_is_one_line_naming_the_package(
         "error: logger 'mlflow' needs the 'mlflow' package, which is not installed: pip install mlflow"
     ]
     assert not (tmp_path / "r").exists(), "checked before the run directory is made"
+
+
+def test_the_logger_meets_the_logger_contract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ganforge_core.testing import check_component
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = (tmp_path / "store").as_uri()
+    check_component("logger", "mlflow", options={"tracking_uri": uri, "experiment": "contract"})
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("contract")
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert history(client, run.info.run_id, "loss/d") == [(1, 1.0), (2, 0.9)]
+    assert history(client, run.info.run_id, "eval/metric/value") == [(2, 0.25)]
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "samples")] == ["samples/samples-00000001.png"]
