@@ -13,7 +13,7 @@ import math
 
 from pydantic import Field
 
-from ganforge_core import BuildContext, Schedule, ScheduleOptions, hookimpl
+from ganforge_core import BuildContext, Register, Schedule, ScheduleOptions, hookimpl
 
 WARMUP_PAPER = "warm-up: Goyal et al. 2017, 'Accurate, large minibatch SGD'"
 
@@ -86,7 +86,7 @@ def build_constant(options: ConstantOptions, ctx: BuildContext) -> Schedule:
 
 
 @hookimpl
-def ganforge_register_schedulers(register):
+def ganforge_register_schedulers(register: Register) -> None:
     register(
         "constant",
         build_constant,
