@@ -9,9 +9,11 @@ filled in: written to the run directory, it reruns the same run.
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -81,6 +83,10 @@ class Flag:
     negatable: bool = True
 
 
+# A component as a caller may give it: a Choice, "name" / "name:key=value,...", or {"name": ..., "options": {...}}.
+ChoiceInput: TypeAlias = "Choice | str | Mapping[str, Any]"
+
+
 class RunConfig(BaseModel):
     """Everything that defines a run. ``None`` means: derive it from the other choices.
 
@@ -95,55 +101,61 @@ class RunConfig(BaseModel):
     _fits_64_bits = field_validator("*", mode="after")(fits_64_bits)
 
     generator: Annotated[Choice, Flag("--gen")] = Field(
-        Choice(name="dcgan"), description="Generator: NAME or NAME:key=value,... (see 'ganforge plugins')."
+        default=Choice(name="dcgan"), description="Generator: NAME or NAME:key=value,... (see 'ganforge plugins')."
     )
     discriminator: Annotated[Choice | None, Flag("--disc", derived="the generator's namesake")] = Field(
-        None, description="Discriminator."
+        default=None, description="Discriminator."
     )
-    loss: Annotated[Choice, Flag("--loss")] = Field(Choice(name="non-saturating"), description="Adversarial loss.")
+    loss: Annotated[Choice, Flag("--loss")] = Field(
+        default=Choice(name="non-saturating"), description="Adversarial loss."
+    )
     regularizers: Annotated[list[Choice], Flag("--reg")] = Field(
         default_factory=list, description="Regularizers, applied in order; repeat the flag for several."
     )
-    scheduler: Annotated[Choice, Flag("--sched")] = Field(Choice(name="constant"), description="Training schedule.")
-    dataset: Annotated[Choice, Flag("--data")] = Field(Choice(name="mnist-5k"), description="Dataset.")
+    scheduler: Annotated[Choice, Flag("--sched")] = Field(
+        default=Choice(name="constant"), description="Training schedule."
+    )
+    dataset: Annotated[Choice, Flag("--data")] = Field(default=Choice(name="mnist-5k"), description="Dataset.")
     metrics: Annotated[
         list[Choice] | None,
         Flag("--metric", derived="every metric the dataset supports, except opt-in ones", empty="none"),
-    ] = Field(None, description="Metrics computed at the end; repeat the flag for several.")
+    ] = Field(default=None, description="Metrics computed at the end; repeat the flag for several.")
     conditional: Annotated[bool, Flag("--conditional", negatable=False)] = Field(
-        False, description="Class-conditional G and D, fed the dataset's labels (needs a labelled dataset)."
+        default=False, description="Class-conditional G and D, fed the dataset's labels (needs a labelled dataset)."
     )
     steps: Annotated[int, Flag("--steps")] = Field(
-        1500, ge=1, description="G steps to train (each after the schedule's D steps)."
+        default=1500, ge=1, description="G steps to train (each after the schedule's D steps)."
     )
     batch_size: Annotated[int, Flag("--batch-size")] = Field(
-        64, ge=1, description="Real samples per D step; under torchrun the global batch, split over the ranks."
+        default=64, ge=1, description="Real samples per D step; under torchrun the global batch, split over the ranks."
     )
     lr_g: Annotated[float | None, Flag("--lr-g", derived="the loss's")] = Field(
-        None, gt=0, allow_inf_nan=False, description="G learning rate."
+        default=None, gt=0, allow_inf_nan=False, description="G learning rate."
     )
     lr_d: Annotated[float | None, Flag("--lr-d", derived="the loss's")] = Field(
-        None, gt=0, allow_inf_nan=False, description="D learning rate."
+        default=None, gt=0, allow_inf_nan=False, description="D learning rate."
     )
     betas: Annotated[tuple[float, float] | None, Flag("--betas", derived="the loss's", metavar="B1,B2")] = Field(
-        None, description="Adam betas."
+        default=None, description="Adam betas."
     )
     seed: Annotated[int, Flag("--seed")] = Field(
-        0, ge=0, lt=SEED_LIMIT, description="Seed of every random number generator (32-bit)."
+        default=0, ge=0, lt=SEED_LIMIT, description="Seed of every random number generator (32-bit)."
     )
-    device: Annotated[str, Flag("--device")] = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    device: Annotated[str, Flag("--device")] = Field(default="auto", description="auto, cpu, cuda or cuda:N.")
     out: Annotated[Path | None, Flag("--out", derived="runs/<time>-<gen>-<loss>-<data>")] = Field(
-        None, description="Run directory."
+        default=None, description="Run directory."
     )
-    log_every: Annotated[int, Flag("--log-every")] = Field(50, ge=1, description="Steps between logged statistics.")
+    log_every: Annotated[int, Flag("--log-every")] = Field(
+        default=50, ge=1, description="Steps between logged statistics."
+    )
     sample_every: Annotated[int, Flag("--sample-every")] = Field(
-        500, ge=0, description="Steps between sample grids (0: only at the end)."
+        default=500, ge=0, description="Steps between sample grids (0: only at the end)."
     )
     checkpoint_every: Annotated[int, Flag("--checkpoint-every")] = Field(
-        500, ge=0, description="Steps between checkpoints (0: only at the end)."
+        default=500, ge=0, description="Steps between checkpoints (0: only at the end)."
     )
     keep_checkpoints: Annotated[int, Flag("--keep-checkpoints")] = Field(
-        2, ge=1, description="Checkpoints kept in the run directory."
+        default=2, ge=1, description="Checkpoints kept in the run directory."
     )
     loggers: Annotated[list[Choice], Flag("--logger")] = Field(
         default_factory=list,
@@ -151,31 +163,73 @@ class RunConfig(BaseModel):
         "(see 'ganforge plugins'); repeat or comma-separate.",
     )
     on_nan: Annotated[Literal["stop", "skip"], Flag("--on-nan")] = Field(
-        "stop",
+        default="stop",
         description="A non-finite loss: stop (keep the last good checkpoint) or skip that update and count it.",
     )
     precision: Annotated[Literal["auto", "fp32", "bf16"], Flag("--precision")] = Field(
-        "auto", description="Autocast dtype of forward passes; auto: bf16 on CUDA, fp32 elsewhere."
+        default="auto", description="Autocast dtype of forward passes; auto: bf16 on CUDA, fp32 elsewhere."
     )
     cuda_graph: Annotated[bool, Flag("--cuda-graph")] = Field(
-        True, description="On CUDA, capture the whole step in a CUDA graph when every component allows it."
+        default=True, description="On CUDA, capture the whole step in a CUDA graph when every component allows it."
     )
     channels_last: Annotated[bool, Flag("--channels-last")] = Field(
-        True, description="On CUDA, keep image batches and conv weights channels-last."
+        default=True, description="On CUDA, keep image batches and conv weights channels-last."
     )
     fused_adam: Annotated[bool, Flag("--fused-adam")] = Field(
+<<<<<<< HEAD
         True, description="On CUDA and the CPU, use the fused Adam implementation."
+=======
+        default=True, description="On CUDA, use the fused Adam implementation."
+>>>>>>> mlflow
     )
     cudnn_benchmark: Annotated[bool, Flag("--cudnn-benchmark")] = Field(
-        True, description="On CUDA, let cuDNN time its convolution algorithms."
+        default=True, description="On CUDA, let cuDNN time its convolution algorithms."
     )
     sync_batchnorm: Annotated[bool, Flag("--sync-batchnorm")] = Field(
-        False,
+        default=False,
         description="Under torchrun, BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only).",
     )
     dist_backend: Annotated[Literal["auto", "nccl", "gloo"], Flag("--dist-backend")] = Field(
-        "auto", description="Under torchrun, the collective backend; auto: nccl on CUDA, gloo on the CPU."
+        default="auto", description="Under torchrun, the collective backend; auto: nccl on CUDA, gloo on the CPU."
     )
+
+    if TYPE_CHECKING:
+        # What type checkers see of RunConfig(...): the values pydantic validates into the fields
+        # above ("mlp:hidden=64" becomes a Choice, "runs/x" a Path), not only the fields' own types.
+        # tests/test_types.py keeps the parameters in step with the fields.
+        def __init__(
+            self,
+            *,
+            generator: ChoiceInput = ...,
+            discriminator: ChoiceInput | None = ...,
+            loss: ChoiceInput = ...,
+            regularizers: Sequence[ChoiceInput] = ...,
+            scheduler: ChoiceInput = ...,
+            dataset: ChoiceInput = ...,
+            metrics: Sequence[ChoiceInput] | None = ...,
+            conditional: bool = ...,
+            steps: int = ...,
+            batch_size: int = ...,
+            lr_g: float | None = ...,
+            lr_d: float | None = ...,
+            betas: tuple[float, float] | None = ...,
+            seed: int = ...,
+            device: str = ...,
+            out: str | os.PathLike[str] | None = ...,
+            log_every: int = ...,
+            sample_every: int = ...,
+            checkpoint_every: int = ...,
+            keep_checkpoints: int = ...,
+            loggers: ChoiceInput | Sequence[ChoiceInput] = ...,
+            on_nan: Literal["stop", "skip"] = ...,
+            precision: Literal["auto", "fp32", "bf16"] = ...,
+            cuda_graph: bool = ...,
+            channels_last: bool = ...,
+            fused_adam: bool = ...,
+            cudnn_benchmark: bool = ...,
+            sync_batchnorm: bool = ...,
+            dist_backend: Literal["auto", "nccl", "gloo"] = ...,
+        ) -> None: ...
 
     @field_validator("device")
     @classmethod
@@ -298,7 +352,7 @@ def resolve(config: RunConfig, registry: Registry) -> Plan:
             f"generator '{config.generator.name}' has no discriminator of the same name; "
             f"choose one with --disc (valid: {', '.join(registry.names('discriminator'))})"
         )
-    plan_parts = {
+    plan_parts: dict[str, Any] = {
         "generator": generator,
         "discriminator": _choose(registry, "discriminator", disc_choice, context),
         "regularizers": regularizers,

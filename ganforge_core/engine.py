@@ -145,7 +145,8 @@ class Engine:
         for reg in self.regularizers.values():
             targets = reg.adjust_targets(targets)
         self.targets = targets
-        self.z_dim = int(self.generator.z_dim)
+        # getattr: nn.Module types its attributes as Tensor | Module; a generator's z_dim is an int
+        self.z_dim = int(getattr(self.generator, "z_dim"))
         self.device = self.batches.samples.device
         d_every = _by_interval(self.regularizers, penalty_intervals(self.regularizers, "d", self.owners))
         g_every = _by_interval(self.regularizers, penalty_intervals(self.regularizers, "g", self.owners))

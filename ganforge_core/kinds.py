@@ -56,7 +56,7 @@ TABLE: tuple[KindSpec, ...] = (
 )
 
 BY_NAME: dict[str, KindSpec] = {spec.name: spec for spec in TABLE}
-REGISTER_HOOKS: dict[str, str] = {spec.name: spec.hook for spec in TABLE}
+REGISTER_HOOKS: dict[Kind, str] = {spec.name: spec.hook for spec in TABLE}
 
 if tuple(spec.name for spec in TABLE) != KINDS:
     raise RuntimeError("ganforge_core.kinds.TABLE must list every Kind, in KINDS' order")

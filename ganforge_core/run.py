@@ -24,7 +24,7 @@ from ganforge_core import checkpoint as ckpt
 from ganforge_core import distributed
 from ganforge_core.batches import BatchSampler
 from ganforge_core.components import BuildContext, Dataset, Regularizer
-from ganforge_core.config import Plan, resolve
+from ganforge_core.config import Chosen, Plan, resolve
 from ganforge_core.engine import Engine, lazy_ratio, penalty_intervals
 from ganforge_core.fastpath import choose_fast_path, pick_device
 from ganforge_core.plugins import Plugins
@@ -87,7 +87,12 @@ class Run(Trained):
         super().__init__(plan, plugins, run_dir, self.ctx, on_device, self.regularizers, self.dataset)
         self.discriminator = discriminator.to(self.device, memory_format=layout)
         samples = self.dataset.samples.to(self.device).contiguous(memory_format=layout)
-        labels = self.dataset.labels.to(self.device) if config.conditional else None
+        labels = self.dataset.labels
+        if config.conditional:
+            assert labels is not None, "resolve() refuses --conditional on a dataset without labels"
+            labels = labels.to(self.device)
+        else:
+            labels = None
         assert config.lr_g is not None and config.lr_d is not None
         ddp: dict[str, Any] = {}
         if world.distributed:
@@ -141,7 +146,8 @@ class Run(Trained):
     def _adam(self, network: nn.Module, lr: float, ratio: float = 1.0) -> torch.optim.Adam:
         """Adam with the run's betas. ``ratio`` is :func:`~ganforge_core.engine.lazy_ratio` of the
         network's lazy penalties: StyleGAN2 builds its Adam with ``lr * c`` and ``betas ** c``."""
-        lr, betas = lr * ratio, (self.plan.config.betas[0] ** ratio, self.plan.config.betas[1] ** ratio)
+        beta1, beta2 = self.plan.config.betas or (0.0, 0.0)  # resolve() fills the betas in: never the fallback
+        lr, betas = lr * ratio, (beta1**ratio, beta2**ratio)
         if not self.fast.cuda_graph:
             return torch.optim.Adam(network.parameters(), lr=lr, betas=betas, fused=self.fast.fused_adam or None)
         # A captured optimizer step reads its learning rate from the device.
@@ -157,7 +163,8 @@ class Run(Trained):
 
     def state_dict(self) -> dict[str, Any]:
         """The run's state. Distributed: a collective (every rank's random streams are gathered)."""
-        numpy_state = np.random.get_state()
+        numpy_state = np.random.get_state(legacy=True)
+        assert isinstance(numpy_state, tuple)  # legacy: the Mersenne Twister's (name, keys, pos, gauss, cached)
         state = {
             "format": ckpt.FORMAT,
             "format_version": ckpt.FORMAT_VERSION,
@@ -205,7 +212,7 @@ class Run(Trained):
     def _load_random_state(self, rng: dict[str, Any]) -> None:
         world, saved_ranks = self.world, rng.get("ranks")
         same_world = world.distributed and saved_ranks is not None and len(saved_ranks) == world.size
-        own = saved_ranks[world.rank] if same_world else rng
+        own = saved_ranks[world.rank] if same_world and saved_ranks is not None else rng
         random.setstate(_as_python_state(own["python"]))
         np.random.set_state((own["numpy"][0], own["numpy"][1].numpy().astype(np.uint32), *own["numpy"][2:]))
         torch.set_rng_state(own["torch"])

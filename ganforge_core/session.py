@@ -66,7 +66,7 @@ def _stop_on_signals() -> Iterator[dict[str, int]]:
 
     def handler(signum: int, frame: Any) -> None:
         requested["signal"] = signum
-        signal.signal(signum, previous[signum])  # a second signal acts at once
+        signal.signal(signum, previous[signal.Signals(signum)])  # a second signal acts at once
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in previous:

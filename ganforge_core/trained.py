@@ -182,7 +182,8 @@ class Trained:
         self.regularizers = regularizers
         self.dataset = dataset
         self.step = step
-        self.z_dim = int(generator.z_dim)
+        # getattr: nn.Module types its attributes as Tensor | Module; a generator's z_dim is an int
+        self.z_dim = int(getattr(generator, "z_dim"))
 
     @property
     def data_shape(self) -> tuple[int, ...]:

@@ -7,10 +7,15 @@ neither torch nor numpy: the runs import them when they train.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ganforge_bench import bench
 from ganforge_core import hookimpl
 
+if TYPE_CHECKING:
+    import typer
+
 
 @hookimpl
-def ganforge_register_commands(cli):
+def ganforge_register_commands(cli: typer.Typer) -> None:
     cli.command("bench")(bench.command)

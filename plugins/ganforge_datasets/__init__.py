@@ -3,7 +3,9 @@ any folder of images, and MNIST / Fashion-MNIST / CIFAR-10 in torchvision's layo
 
 from __future__ import annotations
 
-from ganforge_core import hookimpl
+from collections.abc import Callable
+
+from ganforge_core import BuildContext, Dataset, Register, hookimpl
 from ganforge_datasets.mixtures import GRID_25, RING_8, MixtureOptions, make_mixture
 from ganforge_datasets.options import (
     CifarOptions,
@@ -17,28 +19,28 @@ MNIST_PAPER = "LeCun et al. 1998, 'Gradient-based learning applied to document r
 
 
 # The loaders import torch and numpy: each factory imports its loader when a run loads the data.
-def _mnist_5k(options, ctx):
+def _mnist_5k(options: Mnist5kOptions, ctx: BuildContext) -> Dataset:
     from ganforge_datasets.mnist5k import load_mnist_5k
 
     return load_mnist_5k(options, ctx)
 
 
-def _stacked_mnist(options, ctx):
+def _stacked_mnist(options: StackedMnistOptions, ctx: BuildContext) -> Dataset:
     from ganforge_datasets.stacked import load_stacked_mnist
 
     return load_stacked_mnist(options, ctx)
 
 
-def _folder(options, ctx):
+def _folder(options: FolderOptions, ctx: BuildContext) -> Dataset:
     from ganforge_datasets.folder import load_folder
 
     return load_folder(options, ctx)
 
 
-def _torchvision(source: str):
+def _torchvision(source: str) -> Callable[[TorchvisionOptions, BuildContext], Dataset]:
     """The loader of torchvision_sets' ``source`` (``"MNIST"``, ``"FASHION"``, ``"CIFAR10"``)."""
 
-    def load(options, ctx):
+    def load(options: TorchvisionOptions, ctx: BuildContext) -> Dataset:
         from ganforge_datasets import torchvision_sets
 
         return torchvision_sets.make_loader(getattr(torchvision_sets, source))(options, ctx)
@@ -47,7 +49,7 @@ def _torchvision(source: str):
 
 
 @hookimpl
-def ganforge_register_datasets(register):
+def ganforge_register_datasets(register: Register) -> None:
     register(
         "mnist-5k",
         _mnist_5k,

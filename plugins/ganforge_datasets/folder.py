@@ -44,8 +44,8 @@ def read_image(path: Path, size: int, channels: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
+        with Image.open(path) as opened:
+            image = opened.convert("L" if channels == 1 else "RGB")
             side = min(image.size)
             left, top = (image.width - side) // 2, (image.height - side) // 2
             image = image.crop((left, top, left + side, top + side))

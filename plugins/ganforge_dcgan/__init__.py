@@ -6,8 +6,13 @@ concatenated to z, D as a projection discriminator (Miyato & Koyama 2018).
 
 from __future__ import annotations
 
-from ganforge_core import hookimpl
+from typing import TYPE_CHECKING
+
+from ganforge_core import BuildContext, Register, hookimpl
 from ganforge_dcgan.options import DiscriminatorOptions, GeneratorOptions
+
+if TYPE_CHECKING:
+    from ganforge_dcgan.networks import DCGANDiscriminator, DCGANGenerator
 
 PAPER = (
     "Radford et al. 2016, 'Unsupervised representation learning with deep convolutional GANs'; "
@@ -15,7 +20,7 @@ PAPER = (
 )
 
 
-def _needs_square_images(ctx):
+def _needs_square_images(ctx: BuildContext) -> None:
     shape = ctx.data_shape
     if len(shape) != 3 or shape[1] != shape[2]:
         from ganforge_core import ConfigError
@@ -23,7 +28,7 @@ def _needs_square_images(ctx):
         raise ConfigError(f"dcgan needs square images [C, S, S]; the dataset's samples are {list(shape)}")
 
 
-def build_generator(options: GeneratorOptions, ctx):
+def build_generator(options: GeneratorOptions, ctx: BuildContext) -> DCGANGenerator:
     from ganforge_core.layers import class_count
     from ganforge_dcgan.networks import DCGANGenerator
 
@@ -31,7 +36,7 @@ def build_generator(options: GeneratorOptions, ctx):
     return DCGANGenerator(options, ctx.data_shape[0], ctx.data_shape[1], class_count(ctx))
 
 
-def build_discriminator(options: DiscriminatorOptions, ctx):
+def build_discriminator(options: DiscriminatorOptions, ctx: BuildContext) -> DCGANDiscriminator:
     from ganforge_core.layers import class_count
     from ganforge_dcgan.networks import DCGANDiscriminator
 
@@ -45,7 +50,7 @@ def _discriminator_traits(options: DiscriminatorOptions) -> set[str]:
 
 
 @hookimpl
-def ganforge_register_generators(register):
+def ganforge_register_generators(register: Register) -> None:
     register(
         "dcgan",
         build_generator,
@@ -59,7 +64,7 @@ def ganforge_register_generators(register):
 
 
 @hookimpl
-def ganforge_register_discriminators(register):
+def ganforge_register_discriminators(register: Register) -> None:
     register(
         "dcgan",
         build_discriminator,

@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 from pydantic import Field
 
-from ganforge_core import BuildContext, Metric, Options, hookimpl
+from ganforge_core import BuildContext, Metric, Options, Register, hookimpl
 
 CLASSIFIER_PAPER = "ganforge's own MNIST classifier (two conv layers, 128 features), trained on mnist-5k"
 
@@ -83,7 +83,7 @@ def _factory(name: str) -> Callable[[Options, BuildContext], Metric]:
 
 
 @hookimpl
-def ganforge_register_metrics(register):
+def ganforge_register_metrics(register: Register) -> None:
     register(
         "digit-classes",
         _factory("DigitClasses"),

@@ -21,7 +21,7 @@ Every trait's meaning and readers: :mod:`ganforge_core.traits` (docs/traits.md).
 
 from __future__ import annotations
 
-from ganforge_core import NoOptions, Recommendation, hookimpl
+from ganforge_core import BuildContext, Loss, NoOptions, Recommendation, Register, hookimpl
 from ganforge_core.penalties import NEEDS_NO_BATCHNORM
 from ganforge_losses.options import LeastSquaresOptions, WGANGPOptions, WGANOptions
 
@@ -39,50 +39,50 @@ SNGAN_HINGE_ADAM = Recommendation(lr_g=2e-4, lr_d=2e-4, betas=(0.0, 0.9), d_step
 LSGAN_ADAM = Recommendation(lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.999), d_steps=1)
 
 # The losses import torch: each factory imports its loss when a run builds it.
-def _minimax(options, ctx):
+def _minimax(options: NoOptions, ctx: BuildContext) -> Loss:
     from ganforge_losses.targets import MinimaxLoss
 
     return MinimaxLoss()
 
 
-def _non_saturating(options, ctx):
+def _non_saturating(options: NoOptions, ctx: BuildContext) -> Loss:
     from ganforge_losses.targets import NonSaturatingLoss
 
     return NonSaturatingLoss()
 
 
-def _least_squares(options, ctx):
+def _least_squares(options: LeastSquaresOptions, ctx: BuildContext) -> Loss:
     from ganforge_losses.targets import LeastSquaresLoss
 
     return LeastSquaresLoss(options)
 
 
-def _relativistic(options, ctx):
+def _relativistic(options: NoOptions, ctx: BuildContext) -> Loss:
     from ganforge_losses.targets import RelativisticAverageLoss
 
     return RelativisticAverageLoss()
 
 
-def _wgan(options, ctx):
+def _wgan(options: WGANOptions, ctx: BuildContext) -> Loss:
     from ganforge_losses.critics import WGANLoss
 
     return WGANLoss(options)
 
 
-def _wgan_gp(options, ctx):
+def _wgan_gp(options: WGANGPOptions, ctx: BuildContext) -> Loss:
     from ganforge_losses.critics import WGANGPLoss
 
     return WGANGPLoss(options)
 
 
-def _hinge(options, ctx):
+def _hinge(options: NoOptions, ctx: BuildContext) -> Loss:
     from ganforge_losses.critics import HingeLoss
 
     return HingeLoss()
 
 
 @hookimpl
-def ganforge_register_losses(register):
+def ganforge_register_losses(register: Register) -> None:
     register(
         "bce",
         _minimax,

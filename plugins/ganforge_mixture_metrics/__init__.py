@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from ganforge_core import BuildContext, Dataset, Metric, Options, hookimpl
+from ganforge_core import BuildContext, Dataset, Metric, Options, Register, hookimpl
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -62,7 +62,7 @@ def build(options: ModeOptions, ctx: BuildContext) -> MixtureModes:
 
 
 @hookimpl
-def ganforge_register_metrics(register):
+def ganforge_register_metrics(register: Register) -> None:
     register(
         "mixture-modes",
         build,

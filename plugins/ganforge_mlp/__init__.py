@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from ganforge_core import BuildContext, Options, hookimpl
+from ganforge_core import BuildContext, Options, Register, hookimpl
 
 if TYPE_CHECKING:
     from ganforge_mlp.networks import MLPDiscriminator, MLPGenerator
@@ -67,7 +67,7 @@ def build_discriminator(options: DiscriminatorOptions, ctx: BuildContext) -> MLP
 
 
 @hookimpl
-def ganforge_register_generators(register):
+def ganforge_register_generators(register: Register) -> None:
     register(
         "mlp",
         build_generator,
@@ -80,7 +80,7 @@ def ganforge_register_generators(register):
 
 
 @hookimpl
-def ganforge_register_discriminators(register):
+def ganforge_register_discriminators(register: Register) -> None:
     register(
         "mlp",
         build_discriminator,

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ganforge_core import hookimpl
+from ganforge_core import RunContext, hookimpl
 from ganforge_monitors.monitors import KEY, Settings, State, observe, sample_spread, start
 
 SETTINGS = Settings()
@@ -33,7 +33,7 @@ __all__ = ["KEY", "SETTINGS", "Settings", "State", "ganforge_step_end", "ganforg
 
 
 @hookimpl
-def ganforge_train_start(run: Any) -> None:
+def ganforge_train_start(run: RunContext) -> None:
     try:
         start(run, SETTINGS)
     except Exception as exc:  # noqa: BLE001 - a monitor must never end a run
@@ -42,5 +42,5 @@ def ganforge_train_start(run: Any) -> None:
 
 
 @hookimpl
-def ganforge_step_end(run: Any, step: int, stats: dict[str, float]) -> None:
+def ganforge_step_end(run: RunContext, step: int, stats: dict[str, float]) -> None:
     observe(run, step, stats, SETTINGS)

@@ -30,7 +30,7 @@ each sample before it is packed.
 
 from __future__ import annotations
 
-from ganforge_core import graph_safe_unless_annealed, hookimpl
+from ganforge_core import BuildContext, Register, Regularizer, graph_safe_unless_annealed, hookimpl
 from ganforge_core.penalties import NEEDS_NO_BATCHNORM
 from ganforge_regularizers.options import (
     DiffAugmentOptions,
@@ -55,56 +55,56 @@ ONE_LIPSCHITZ_PENALTY = (
 
 
 # Most regularizers import torch: each factory imports its class when a run builds it.
-def _spectral_norm(options, ctx):
+def _spectral_norm(options: SpectralNormOptions, ctx: BuildContext) -> Regularizer:
     from ganforge_regularizers.networks import SpectralNorm
 
     return SpectralNorm(options)
 
 
-def _ema(options, ctx):
+def _ema(options: EMAOptions, ctx: BuildContext) -> Regularizer:
     from ganforge_regularizers.networks import GeneratorEMA
 
     return GeneratorEMA(options)
 
 
-def _instance_noise(options, ctx):
+def _instance_noise(options: InstanceNoiseOptions, ctx: BuildContext) -> Regularizer:
     from ganforge_regularizers.d_inputs import InstanceNoise
 
     return InstanceNoise(options)
 
 
-def _packing(options, ctx):
+def _packing(options: PackingOptions, ctx: BuildContext) -> Regularizer:
     from ganforge_regularizers.d_inputs import Packing
 
     return Packing(options)
 
 
-def _diffaugment(options, ctx):
+def _diffaugment(options: DiffAugmentOptions, ctx: BuildContext) -> Regularizer:
     from ganforge_regularizers.diffaugment import DiffAugment
 
     return DiffAugment(options)
 
 
-def _r1(options, ctx):
+def _r1(options: R1Options, ctx: BuildContext) -> Regularizer:
     from ganforge_regularizers.penalties import R1
 
     return R1(options)
 
 
-def _r2(options, ctx):
+def _r2(options: R2Options, ctx: BuildContext) -> Regularizer:
     from ganforge_regularizers.penalties import R2
 
     return R2(options)
 
 
-def _gradient_penalty(options, ctx):
+def _gradient_penalty(options: GradientPenaltyOptions, ctx: BuildContext) -> Regularizer:
     from ganforge_regularizers.penalties import GradientPenalty
 
     return GradientPenalty(options)
 
 
 @hookimpl
-def ganforge_register_regularizers(register):
+def ganforge_register_regularizers(register: Register) -> None:
     register(
         "spectral-norm",
         _spectral_norm,

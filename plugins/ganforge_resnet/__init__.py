@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ganforge_core import BuildContext, ConfigError, hookimpl
+from ganforge_core import BuildContext, ConfigError, Register, hookimpl
 from ganforge_resnet.options import DiscriminatorOptions, GeneratorOptions, doublings
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def build_discriminator(options: DiscriminatorOptions, ctx: BuildContext) -> Res
 
 
 @hookimpl
-def ganforge_register_generators(register):
+def ganforge_register_generators(register: Register) -> None:
     register(
         "resnet",
         build_generator,
@@ -63,7 +63,7 @@ def ganforge_register_generators(register):
 
 
 @hookimpl
-def ganforge_register_discriminators(register):
+def ganforge_register_discriminators(register: Register) -> None:
     register(
         "resnet",
         build_discriminator,

@@ -36,6 +36,7 @@ RESIDUAL_GAIN = math.sqrt(2)
 def _conv(c_in: int, c_out: int, kernel: int, gain: float) -> nn.Conv2d:
     conv = nn.Conv2d(c_in, c_out, kernel, 1, kernel // 2)
     nn.init.xavier_uniform_(conv.weight, gain)
+    assert conv.bias is not None  # Conv2d's bias=True default
     nn.init.zeros_(conv.bias)
     return conv
 

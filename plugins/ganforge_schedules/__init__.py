@@ -13,7 +13,7 @@ import math
 
 from pydantic import Field
 
-from ganforge_core import BuildContext, Schedule, ScheduleOptions, hookimpl, run_progress
+from ganforge_core import BuildContext, Register, Schedule, ScheduleOptions, hookimpl, run_progress
 
 WARMUP_PAPER = "warm-up: Goyal et al. 2017, 'Accurate, large minibatch SGD'"
 
@@ -87,7 +87,7 @@ def build_constant(options: ConstantOptions, ctx: BuildContext) -> Schedule:
 
 
 @hookimpl
-def ganforge_register_schedulers(register):
+def ganforge_register_schedulers(register: Register) -> None:
     register(
         "constant",
         build_constant,

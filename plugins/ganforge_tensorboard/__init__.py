@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ganforge_core import Logger, Options, RunContext, hookimpl
+from ganforge_core import Logger, Options, Register, RunContext, hookimpl
 
 
 class TensorBoardOptions(Options):
@@ -76,12 +76,12 @@ class TensorBoardLogger(Logger):
         self.writer.close()
 
 
-def _build(options: Any, run: RunContext) -> TensorBoardLogger:
+def _build(options: TensorBoardOptions, run: RunContext) -> TensorBoardLogger:
     return TensorBoardLogger(options, run)
 
 
 @hookimpl
-def ganforge_register_loggers(register: Any) -> None:
+def ganforge_register_loggers(register: Register) -> None:
     register(
         "tensorboard",
         _build,

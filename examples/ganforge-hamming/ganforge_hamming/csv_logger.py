@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,7 +33,7 @@ def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), rows
 
 
-def write_rows(path: Path, header: list[str], rows: list[Mapping[str, Any]]) -> None:
+def write_rows(path: Path, header: list[str], rows: Sequence[Mapping[str, Any]]) -> None:
     """Replace ``path`` with ``header`` and ``rows`` in one rename, so a crash leaves the old file or the new."""
     partial = path.with_name(path.name + ".partial")
     with partial.open("w", newline="", encoding="utf-8") as file:
