@@ -176,11 +176,7 @@ class RunConfig(BaseModel):
         default=True, description="On CUDA, keep image batches and conv weights channels-last."
     )
     fused_adam: Annotated[bool, Flag("--fused-adam")] = Field(
-<<<<<<< HEAD
-        True, description="On CUDA and the CPU, use the fused Adam implementation."
-=======
-        default=True, description="On CUDA, use the fused Adam implementation."
->>>>>>> mlflow
+        default=True, description="On CUDA and the CPU, use the fused Adam implementation."
     )
     cudnn_benchmark: Annotated[bool, Flag("--cudnn-benchmark")] = Field(
         default=True, description="On CUDA, let cuDNN time its convolution algorithms."
