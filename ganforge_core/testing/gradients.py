@@ -128,7 +128,7 @@ def check_penalty_batches(
     for side in ("real", "fake"):
         batch: Tensor = getattr(ctx, side)
         other = batch + 0.5 * torch.randn(batch.shape, generator=source, dtype=batch.dtype).to(batch.device)
-        changed = evaluate(replace(ctx, **{side: other}))
+        changed = evaluate(replace(ctx, real=other) if side == "real" else replace(ctx, fake=other))
         if changed is None or not torch.isclose(changed, base, rtol=1e-6, atol=1e-12):
             reads.add(side)
     if not reads:

@@ -30,6 +30,7 @@ def check_generator(
         return  # declared: ganforge never trains this generator on a batch of one
     generator.train(training)
     with torch.no_grad():
+        assert isinstance(z_dim, int)  # checked above
         out = generator(torch.randn(n, z_dim, generator=_seeded(seed)))
     mode = "training" if training else "eval"
     _check(
@@ -73,7 +74,9 @@ def check_conditional_generator(
     """A generator built with ``conditional=True`` is called as ``G(z, labels)`` and the labels matter."""
     source = _seeded(seed)
     generator.eval()
-    z = torch.randn(n, generator.z_dim, generator=source)
+    z_dim = generator.z_dim
+    assert isinstance(z_dim, int), f"a generator has an integer attribute z_dim, got {z_dim!r}"
+    z = torch.randn(n, z_dim, generator=source)
     labels = torch.randint(num_classes, (n,), generator=source)
     with torch.no_grad():
         out = generator(z, labels)

@@ -110,7 +110,9 @@ def _spectral_norms(module: nn.Module) -> Iterator[tuple[nn.Module, Tensor]]:
     for owner in module.modules():
         if not parametrize.is_parametrized(owner):
             continue
-        for chain in owner.parametrizations.values():
+        chains: nn.ModuleDict = owner.parametrizations  # type: ignore[assignment]  # set by parametrize
+        for chain in chains.values():
+            assert isinstance(chain, parametrize.ParametrizationList)
             for norm in chain:
                 if hasattr(norm, "_u") and hasattr(norm, "_v"):
                     yield norm, chain.original
