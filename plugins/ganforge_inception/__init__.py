@@ -1,19 +1,21 @@
 """Inception FID and KID for image datasets, with weights the user supplies.
 
-``inception-fid`` and ``inception-kid`` compare the 2,048 pool features of
-torchvision's ImageNet Inception v3 (see :mod:`ganforge_inception.network`) on
-generated and real images, beside the same statistic between two disjoint halves
-of the real data (the real-vs-real floor), as ``classifier-fid`` does.
+``inception-fid`` and ``inception-kid`` compare the 2,048 pool features of an
+Inception v3 (see :mod:`ganforge_inception.network`) on generated and real images,
+beside the same statistic between two disjoint halves of the real data (the
+real-vs-real floor), as ``classifier-fid`` does. The network is the one its weights
+file is for: pytorch-fid's port of the TF-FID Inception graph, the network of
+published FIDs (``pt_inception-2015-12-05-6726825d.pth``, built by the optional
+package pytorch-fid), or torchvision's ImageNet Inception v3, whose numbers must
+never go in a column with published FIDs.
 
 Nothing is downloaded unless asked: the weights are a local file (``weights=FILE``,
-or ``$GANFORGE_INCEPTION_WEIGHTS``), or torchvision's file in torch.hub's cache with
-``download=true``. Without either, naming the metric for a run is a one-line error
+or ``$GANFORGE_INCEPTION_WEIGHTS``, or pytorch-fid's file where pytorch-fid keeps it
+in torch.hub's cache), or torchvision's file in torch.hub's cache with
+``download=true``. Without any, naming the metric for a run is a one-line error
 before it trains (and running it, as ``ganforge eval`` does, the same line). Both
 metrics are ``opt-in``: they run only when named (``--metric inception-fid``), never
 as a default metric of an image dataset.
-
-These are not the FIDs of papers, which use the TF-FID Inception graph
-(pytorch-fid's weights); never put them in a column with published FIDs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ganforge_inception.options import InceptionOptions
 
 INCEPTION = (
     "Szegedy et al. 2016, 'Rethinking the Inception architecture for computer vision' "
-    "(torchvision's ImageNet weights, not the TF-FID graph of papers)"
+    "(the TF-FID graph of papers through pytorch-fid, or torchvision's ImageNet weights)"
 )
 
 
@@ -46,8 +48,8 @@ def ganforge_register_metrics(register):
         "inception-fid",
         _factory("InceptionFID"),
         options=InceptionOptions,
-        summary="FID on torchvision's ImageNet Inception v3 (2048 pool features, your local weights file), "
-        "with the real-vs-real floor; runs only when named; not comparable with papers' TF-FID numbers",
+        summary="FID on Inception v3's 2048 pool features, with the real-vs-real floor, from your local weights "
+        "file: pytorch-fid's TF-FID network of papers, or torchvision's ImageNet one; runs only when named",
         requires={"image"},
         traits={"opt-in"},
         paper="Heusel et al. 2017, 'GANs trained by a two time-scale update rule' (FID); " + INCEPTION,
@@ -56,8 +58,8 @@ def ganforge_register_metrics(register):
         "inception-kid",
         _factory("InceptionKID"),
         options=InceptionOptions,
-        summary="KID (unbiased cubic-kernel MMD²) on torchvision's ImageNet Inception v3 features "
-        "(your local weights file), with the real floor; runs only when named",
+        summary="KID (unbiased cubic-kernel MMD²) on Inception v3's pool features (your local weights file: "
+        "pytorch-fid's TF-FID network or torchvision's), with the real floor; runs only when named",
         requires={"image"},
         traits={"opt-in"},
         paper="Bińkowski et al. 2018, 'Demystifying MMD GANs' (KID); " + INCEPTION,

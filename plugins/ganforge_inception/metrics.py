@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from torch import Tensor
@@ -33,14 +34,16 @@ class InceptionMetric(Metric):
             network.check_images(fake, "the generator's output")
         except network.WeightsError as exc:
             raise self._fail(exc) from None
+        # The run's output says which network the numbers come from (the metric returns numbers only).
+        print(f"{self.name}: {extractor.network}, weights {extractor.path}", file=sys.stderr, flush=True)
 
         def features(images: Tensor) -> Tensor:
             return network.features(extractor.model, images, options.batch_size, self.device)
 
         real_features, fake_features = features(real), features(fake)
         fields = {
-            "feature_extractor": f"{network.NAME} (ImageNet; {network.FEATURES} pool features, "
-            f"{network.SIZE}x{network.SIZE} bilinear)",
+            "feature_extractor": f"{extractor.network}: {network.FEATURES} pool features of images resized "
+            f"to {network.SIZE}x{network.SIZE} (bilinear)",
             "weights": str(extractor.path),
             "weights_source": extractor.source,
             "weights_sha256": extractor.sha256,

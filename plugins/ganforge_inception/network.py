@@ -1,22 +1,23 @@
-"""torchvision's Inception v3 as a 2048-feature extractor (its settings ``ENV`` and ``NO_WEIGHTS``
-are in :mod:`ganforge_inception.options`, which imports no torch).
+"""The Inception v3 feature extractors (2,048 pool features) and the files their weights come from.
 
-The architecture is ``torchvision.models.inception_v3`` (ImageNet, 1,000 classes),
-built without weights; the weights come from a local file the user names, or from
-torch.hub's cache (``$TORCH_HOME/hub/checkpoints/inception_v3_google-0cc3c7bd.pth``)
-through torchvision's ``Inception_V3_Weights.IMAGENET1K_V1.get_state_dict``, which
-downloads the file only when it is not there yet. Every file is read with
-``torch.load(weights_only=True)``: a checkpoint is never unpickled.
+Two networks, told apart by the file (its settings ``ENV`` and where files are looked
+for are in :mod:`ganforge_inception.options`, which imports no torch):
 
-This is *not* the TF-FID Inception graph that published FIDs use (pytorch-fid's
-``pt_inception`` weights, 1,008 classes, with different pooling in four blocks);
-such a file is recognised and refused rather than silently run in the wrong network.
+* pytorch-fid's port of the TF-FID Inception graph, the network of published FIDs
+  (``pt_inception-2015-12-05`` weights, 1,008 classes): built by pytorch-fid itself,
+  see :mod:`ganforge_inception.tf_fid`.
+* torchvision's ``inception_v3`` (ImageNet, 1,000 classes), built here without
+  weights; the weights come from a local file the user names, or from torch.hub's
+  cache (``$TORCH_HOME/hub/checkpoints/inception_v3_google-0cc3c7bd.pth``) through
+  torchvision's ``Inception_V3_Weights.IMAGENET1K_V1.get_state_dict``, which downloads
+  the file only when it is not there yet and only with ``download=true``. Images are
+  resized to 299x299 (bilinear, antialiased when shrinking), normalised with
+  ImageNet's mean and std and fed to the network with ``transform_input=True``, as
+  torchvision does for these weights. Its numbers are not the FIDs of papers.
 
-Images in ``[-1, 1]`` (``[N, 1 or 3, H, W]``) are clamped, grey ones repeated to three
-channels, resized to 299x299 (bilinear, antialiased when shrinking), normalised with
-ImageNet's mean and std and fed to the network with ``transform_input=True``, as
-torchvision does for these weights. The features are the 2,048 averaged pool units
-before the classifier.
+Every file is read with ``torch.load(weights_only=True)``: a checkpoint is never
+unpickled. Images in ``[-1, 1]`` (``[N, 1 or 3, H, W]``) are clamped and grey ones
+repeated to three channels before either network sees them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganforge_inception.options import ENV, NO_WEIGHTS
+from ganforge_inception import tf_fid
+from ganforge_inception.options import ENV, TF_FID_URL, WeightsError, no_weights, tf_fid_cached
 
 NAME = "torchvision inception_v3"
 FEATURES = 2048
@@ -42,17 +44,15 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 NESTED = ("state_dict", "model_state_dict", "model")  # keys under which checkpoints nest a state dict
 UNUSED = ("AuxLogits.", "fc.")  # the auxiliary head and the classifier: not part of the pool features
-TF_FID_CLASSES = 1008  # pytorch-fid's port of the TF-FID graph has a 1,008-way classifier
-class WeightsError(ValueError):
-    """A weights file that is missing, unreadable or not an Inception v3; one line."""
 
 
 @dataclass(frozen=True)
 class Extractor:
-    model: nn.Module
+    model: nn.Module  # images in [-1, 1], [N, 3, H, W], to features [N, 2048]
     path: Path
     sha256: str
     source: str  # "file" or "torch.hub cache"
+    network: str  # what the provenance and the run's output name
 
 
 def hub_weights() -> Any:
@@ -103,7 +103,10 @@ def state_dict_from(obj: Any, where: Path) -> dict[str, Tensor]:
 
 def read_file(path: Path) -> dict[str, Tensor]:
     if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+        raise WeightsError(
+            f"weights file not found: {path} (pytorch-fid's TF-FID Inception weights, the network of papers' "
+            f"FIDs, are {TF_FID_URL})"
+        )
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch.load raises many types for a file that is not a checkpoint
@@ -132,16 +135,28 @@ def read_hub() -> dict[str, Tensor]:
     return state_dict_from(loaded, path)
 
 
+class TorchvisionFeatures(nn.Module):
+    """torchvision's inception_v3 on images in ``[-1, 1]``, resized and normalised as for its ImageNet weights."""
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-2:] != (SIZE, SIZE):
+            x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False, antialias=True)
+        return self.net(((x + 1) / 2 - self.mean) / self.std)
+
+
 def inception(state: Mapping[str, Tensor], where: Path) -> nn.Module:
     """torchvision's inception_v3 with ``state`` loaded strictly; its classifier replaced by the identity."""
     from torchvision.models import inception_v3
 
-    classifier = state.get("fc.weight")
-    if classifier is not None and classifier.shape[0] == TF_FID_CLASSES:
-        raise WeightsError(
-            f"{where} looks like pytorch-fid's TF-FID Inception weights ({TF_FID_CLASSES} classes), which need "
-            "the TF graph's pooling; this metric takes torchvision's ImageNet inception_v3 weights (1,000 classes)"
-        )
     model = inception_v3(weights=None, aux_logits=False, init_weights=False, transform_input=True)
     model.fc = nn.Identity()
     expected = model.state_dict()
@@ -167,21 +182,26 @@ def inception(state: Mapping[str, Tensor], where: Path) -> nn.Module:
             f"expected {list(expected[k].shape)}" + (f" ({len(wrong)} tensors differ)" if len(wrong) > 1 else "")
         )
     model.load_state_dict(given)
-    return model.eval().requires_grad_(False)
+    return TorchvisionFeatures(model).eval().requires_grad_(False)
 
 
 def load(weights: str | None, download: bool) -> Extractor:
-    """The extractor from a local file (``weights``), or from torch.hub's cache when ``download``."""
+    """The extractor from a local file (``weights``), or from torch.hub's cache when ``download``;
+    pytorch-fid's TF-FID network for a file of its weights, torchvision's inception_v3 otherwise."""
     if weights is not None:
         path = Path(weights).expanduser()
-        state, source = read_file(path), "file"
+        state = read_file(path)
+        source = "torch.hub cache" if path.absolute() == tf_fid_cached().absolute() else "file"
     elif download:
         state, source = read_hub(), "torch.hub cache"
         path = hub_path()
     else:
-        raise WeightsError(NO_WEIGHTS)
-    model = inception(state, path)
-    return Extractor(model, path.absolute(), sha256(path), source)
+        raise WeightsError(no_weights())
+    if tf_fid.recognises(state):
+        model, name = tf_fid.build(state, path), tf_fid.describe()
+    else:
+        model, name = inception(state, path), f"{NAME} (ImageNet weights, not the TF-FID graph of papers)"
+    return Extractor(model, path.absolute(), sha256(path), source, name)
 
 
 def check_images(images: Tensor, what: str) -> None:
@@ -193,14 +213,10 @@ def check_images(images: Tensor, what: str) -> None:
 def features(model: nn.Module, images: Tensor, batch_size: int, device: torch.device) -> Tensor:
     """``[N, 2048]`` pool features (float64, on the CPU) of images in ``[-1, 1]``."""
     model = model.to(device)
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
     out = []
     for chunk in images.split(batch_size):
         x = chunk.to(device=device, dtype=torch.float32).clamp(-1, 1)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        if x.shape[-2:] != (SIZE, SIZE):
-            x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False, antialias=True)
-        out.append(model(((x + 1) / 2 - mean) / std).double().cpu())
+        out.append(model(x).double().cpu())
     return torch.cat(out)
