@@ -24,6 +24,7 @@ with the installed plugins (the one path that needs ganforge).
 from __future__ import annotations
 
 import copy
+import io
 import json
 import warnings
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ganforge_core import checkpoint as ckpt
 from ganforge_core.components import BuildContext
 from ganforge_core.errors import CheckpointError, ConfigError
 from ganforge_core.version import __version__
@@ -89,7 +91,7 @@ def example_inputs(z_dim: int, num_classes: int, batch: int, seed: int = 0) -> t
 
 def export_generator(trained: Trained, out: Path, ema: bool = True) -> Exported:
     """Write the trained generator into ``out`` (see the module docstring)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a directory")
@@ -102,28 +104,30 @@ def export_generator(trained: Trained, out: Path, ema: bool = True) -> Exported:
     exported = Exported(out, config)
 
     state = {k: v.detach().contiguous().clone() for k, v in generator.state_dict().items()}
-    save_file(state, str(out / WEIGHTS), metadata={"format": FORMAT, "ganforge_version": __version__})
+    # Serialised here, written by Python: a full disk is an OSError naming the file (safetensors'
+    # own writer raises a SafetensorError), and the file is complete or absent.
+    weights = save(state, metadata={"format": FORMAT, "ganforge_version": __version__})
+    _write(out / WEIGHTS, weights)
     exported.written.append(out / WEIGHTS)
 
     trace_inputs = example_inputs(trained.z_dim, num_classes, TRACE_BATCH)
     check_inputs = example_inputs(trained.z_dim, num_classes, CHECK_BATCH, seed=1)
     with torch.no_grad():
         expected = generator(*check_inputs)
-    makers: dict[str, Callable[[], Callable[..., Tensor]]] = {
-        "torch.export": lambda: _torch_export(generator, trace_inputs, out / PROGRAM),
-        "torchscript": lambda: _torchscript(generator, trace_inputs, out / SCRIPT),
+    makers: dict[str, Callable[[], tuple[bytes, Callable[..., Tensor]]]] = {
+        "torch.export": lambda: _torch_export(generator, trace_inputs),
+        "torchscript": lambda: _torchscript(generator, trace_inputs),
     }
     for kind, make in makers.items():
         path = out / PROGRAMS[kind]
         try:
-            program = make()
+            data, program = make()
         except Exception as exc:  # noqa: BLE001 - any failure means "this architecture cannot be exported this way"
             exported.skipped[kind] = f"{MAKERS[kind]} failed ({_first_line(exc)})"
         else:
             exported.skipped.update(_check(kind, program, check_inputs, expected))
-        if kind in exported.skipped:
-            path.unlink(missing_ok=True)
-        else:
+        if kind not in exported.skipped:
+            _write(path, data)
             exported.written.append(path)
     config["files"] = {
         "weights": WEIGHTS,
@@ -131,9 +135,15 @@ def export_generator(trained: Trained, out: Path, ema: bool = True) -> Exported:
         **{kind: (PROGRAMS[kind] if kind not in exported.skipped else None) for kind in PROGRAMS},
     }
     config["skipped"] = exported.skipped
-    (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    text = (json.dumps(config, indent=2) + "\n").encode("utf-8")
+    _write(out / CONFIG, text)  # last: a directory without it is no export
     exported.written.insert(1, out / CONFIG)
     return exported
+
+
+def _write(path: Path, data: bytes) -> None:
+    """``data`` as ``path``, complete or not at all; a full disk is an OSError naming ``path``."""
+    ckpt.write_atomic(path, lambda handle: handle.write(data))
 
 
 MAKERS = {"torch.export": "torch.export.export with a free batch size", "torchscript": "torch.jit.trace"}
@@ -158,23 +168,26 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _torch_export(generator: nn.Module, inputs: tuple[Tensor, ...], path: Path) -> Callable[..., Tensor]:
+def _torch_export(generator: nn.Module, inputs: tuple[Tensor, ...]) -> tuple[bytes, Callable[..., Tensor]]:
+    """The program's file contents, and the program loaded back from them."""
     from torch.export import Dim, export
 
     batch = Dim("batch", min=1)
     program = export(generator, inputs, dynamic_shapes=tuple({0: batch} for _ in inputs))
-    torch.export.save(program, str(path))
-    return torch.export.load(str(path)).module()
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue(), torch.export.load(io.BytesIO(buffer.getvalue())).module()
 
 
-def _torchscript(generator: nn.Module, inputs: tuple[Tensor, ...], path: Path) -> Callable[..., Tensor]:
+def _torchscript(generator: nn.Module, inputs: tuple[Tensor, ...]) -> tuple[bytes, Callable[..., Tensor]]:
     with warnings.catch_warnings():
         # torch.jit is deprecated in favour of torch.export; the file still serves older
         # PyTorch and C++ (libtorch). Tracing's warnings are answered by the check below.
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(generator, inputs, check_trace=False)
-        torch.jit.save(traced, str(path))
-        return torch.jit.load(str(path))
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+        return buffer.getvalue(), torch.jit.load(io.BytesIO(buffer.getvalue()))
 
 
 def describe(trained: Trained, used_ema: bool) -> dict[str, Any]:
