@@ -51,7 +51,9 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "wb") as raw:
+        # Unbuffered: a failing write raises inside ``write``, not later when a buffer
+        # is flushed (torch hides the former in a RuntimeError; _Watched recovers it).
+        with open(temporary, "wb", buffering=0) as raw:
             handle = _Watched(raw)
             try:
                 write(handle)  # type: ignore[arg-type]
@@ -59,7 +61,6 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
                 if handle.error is None:
                     raise
                 raise handle.error from None  # torch's "[enforce fail at inline_container.cc] ... write failed"
-            raw.flush()
             os.fsync(raw.fileno())
         os.replace(temporary, path)
     except OSError as exc:
@@ -72,20 +73,26 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
 
 
 class _Watched:
-    """A file handle that remembers the OSError of a failed write (torch hides it in its own error)."""
+    """An unbuffered file's writer that writes all it is given (a raw write may write part)
+    and remembers the OSError of a failed write (torch hides it in its own error)."""
 
     def __init__(self, raw: BinaryIO) -> None:
-        self.raw, self.error = raw, None
+        self.raw: BinaryIO = raw
+        self.error: OSError | None = None
 
     def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
         try:
-            return self.raw.write(data)
+            while done < len(view):
+                done += self.raw.write(view[done:]) or 0
         except OSError as exc:
             self.error = exc
             raise
+        return done
 
     def flush(self) -> None:
-        self.raw.flush()
+        """Nothing is buffered."""
 
 
 def _fsync_directory(directory: Path) -> None:
