@@ -10,6 +10,7 @@ leaves either the old file or the new one, never a torn one.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import re
@@ -85,7 +86,10 @@ class _Watched:
         done = 0
         try:
             while done < len(view):
-                done += self.raw.write(view[done:]) or 0
+                written = self.raw.write(view[done:])
+                if not written:  # a file that takes no more bytes and says no more
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += written
         except OSError as exc:
             self.error = exc
             raise
