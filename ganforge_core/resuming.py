@@ -82,12 +82,13 @@ def _how(path: Path, checkpoint: Path) -> str:
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested settings as ``{"generator.options.hidden": 16, ...}`` (lists stay whole)."""
+    """Nested settings as ``{"generator.options.hidden": 16, ...}`` (lists stay whole). A
+    ``None`` is left out: TOML has no null, so config.toml leaves such a setting unset."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):
             flat.update(_flat(value, f"{prefix}{key}."))
-        else:
+        elif value is not None:
             flat[f"{prefix}{key}"] = value
     return flat
 
