@@ -89,8 +89,17 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, dict):
             flat.update(_flat(value, f"{prefix}{key}."))
         elif value is not None:
-            flat[f"{prefix}{key}"] = value
+            flat[f"{prefix}{key}"] = _without_none(value)
     return flat
+
+
+def _without_none(value: Any) -> Any:
+    """``value`` with the ``None`` entries of its dicts left out, in lists too (``regularizers``)."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(item) for item in value]
+    return value
 
 
 def load_run(
