@@ -82,8 +82,14 @@ class BatchSampler:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Raises ValueError for an order that is no permutation of these samples, or a
+        position past its end (a checkpoint of other data, or a tampered one)."""
+        order, count = state["order"], self.samples.shape[0]
+        if order is not None and not torch.equal(order.sort().values, torch.arange(count)):
+            raise ValueError(f"batches.order is not a permutation of the dataset's {count} samples")
+        if order is not None and state["position"] > count:
+            raise ValueError(f"batches.position {state['position']} is past the {count} samples")
         self.generator.set_state(state["generator"])
-        order = state["order"]
         self._order = None if order is None else order.to(self.samples.device)
         self._position = int(state["position"])
         self.epoch = int(state["epoch"])

@@ -28,6 +28,13 @@ class CheckpointError(GanforgeError):
     """A checkpoint that is missing, corrupt, unsafe or does not fit the run."""
 
 
+class WriteError(GanforgeError):
+    """A file that cannot be written: a full disk, a read-only directory. The environment
+    failed, not the input: exit status 1, as for any OSError the command line reports."""
+
+    exit_code = 1
+
+
 class TrainingDiverged(GanforgeError):
     """A loss or weight became NaN or infinite."""
 

@@ -34,6 +34,7 @@ huggingface_hub. Exports of format 1 (``generator.json`` and
 from __future__ import annotations
 
 import copy
+import io
 import json
 import warnings
 from collections.abc import Callable, Sequence
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ganforge_core import checkpoint as ckpt
 from ganforge_core.components import BuildContext
 from ganforge_core.errors import CheckpointError, ConfigError, one_of
 from ganforge_core.version import __version__
@@ -122,11 +124,15 @@ def program_kinds(formats: Sequence[str] | None) -> list[str]:
 
 
 def save_weights(generator: nn.Module, path: Path) -> None:
-    """The generator's state as safetensors, under its own keys."""
-    from safetensors.torch import save_file
+    """The generator's state as safetensors, under its own keys, written atomically.
+
+    Serialised here and written by Python: a full disk is an OSError naming the file
+    (safetensors' own writer raises a SafetensorError), and the file is complete or absent.
+    """
+    from safetensors.torch import save
 
     state = {k: v.detach().contiguous().clone() for k, v in generator.state_dict().items()}
-    save_file(state, str(path), metadata={"format": FORMAT, "ganforge_version": __version__})
+    _write(path, save(state, metadata={"format": FORMAT, "ganforge_version": __version__}))
 
 
 def export_generator(
@@ -162,7 +168,7 @@ def export_generator(
         **{kind: (PROGRAMS[kind] if out / PROGRAMS[kind] in programs else None) for kind in PROGRAMS},
     }
     config["skipped"] = exported.skipped
-    (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    _write(out / CONFIG, (json.dumps(config, indent=2) + "\n").encode("utf-8"))  # last: a directory without it is no export
     exported.written = [out / WEIGHTS, out / CONFIG, *programs]
     return exported
 
@@ -197,8 +203,8 @@ def _make_programs(
         return program
 
     makers: dict[str, Callable[[], Callable[..., Tensor]]] = {
-        "torch.export": lambda: _torch_export(exported_program(), out / PROGRAM),
-        "torchscript": lambda: _torchscript(generator, trace_inputs, out / SCRIPT),
+        "torch.export": lambda: _written(out / PROGRAM, _torch_export(exported_program())),
+        "torchscript": lambda: _written(out / SCRIPT, _torchscript(generator, trace_inputs)),
         "onnx": onnx_program,
     }
     kept = []
@@ -217,6 +223,18 @@ def _make_programs(
         else:
             kept.append(path)
     return kept
+
+
+def _written(path: Path, made: tuple[bytes, Callable[..., Tensor]]) -> Callable[..., Tensor]:
+    """Write a program's bytes as ``path`` (atomically); the program."""
+    data, program = made
+    _write(path, data)
+    return program
+
+
+def _write(path: Path, data: bytes) -> None:
+    """``data`` as ``path``, complete or not at all; a full disk is an OSError naming ``path``."""
+    ckpt.write_atomic(path, lambda handle: handle.write(data))
 
 
 def _check(kind: str, program: Callable[..., Tensor], inputs: tuple[Tensor, ...], expected: Tensor) -> dict[str, str]:
@@ -250,19 +268,22 @@ def _export_program(generator: nn.Module, inputs: tuple[Tensor, ...]) -> Exporte
     return export(generator, inputs, dynamic_shapes=tuple({0: batch} for _ in inputs))
 
 
-def _torch_export(program: ExportedProgram, path: Path) -> Callable[..., Tensor]:
-    torch.export.save(program, str(path))
-    return torch.export.load(str(path)).module()
+def _torch_export(program: ExportedProgram) -> tuple[bytes, Callable[..., Tensor]]:
+    """The program's file contents, and the program loaded back from them."""
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue(), torch.export.load(io.BytesIO(buffer.getvalue())).module()
 
 
-def _torchscript(generator: nn.Module, inputs: tuple[Tensor, ...], path: Path) -> Callable[..., Tensor]:
+def _torchscript(generator: nn.Module, inputs: tuple[Tensor, ...]) -> tuple[bytes, Callable[..., Tensor]]:
     with warnings.catch_warnings():
         # torch.jit is deprecated in favour of torch.export; the file still serves older
         # PyTorch and C++ (libtorch). Tracing's warnings are answered by the check below.
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(generator, inputs, check_trace=False)
-        torch.jit.save(traced, str(path))
-        return torch.jit.load(str(path))
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+        return buffer.getvalue(), torch.jit.load(io.BytesIO(buffer.getvalue()))
 
 
 def describe(trained: Trained, used_ema: bool) -> dict[str, Any]:

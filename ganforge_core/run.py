@@ -30,7 +30,15 @@ from ganforge_core.fastpath import choose_fast_path, pick_device
 from ganforge_core.plugins import Plugins
 from ganforge_core.pictures import is_image
 from ganforge_core.reporting import render_samples
-from ganforge_core.trained import Trained, build_dataset, data_record, misfit, read_checkpoint, seed_everything
+from ganforge_core.trained import (
+    Trained,
+    build_dataset,
+    data_record,
+    load_regularizers,
+    misfit,
+    read_checkpoint,
+    seed_everything,
+)
 from ganforge_core.traincheck import Owners
 from ganforge_core.version import __version__
 
@@ -199,13 +207,15 @@ class Run(Trained):
             self.generator.load_state_dict(state["generator"])
             self.discriminator.load_state_dict(state["discriminator"])
             for opt, key in ((self.engine.opt_g, "opt_g"), (self.engine.opt_d, "opt_d")):
-                _load_optimizer(opt, state[key])
-            for name, reg in self.regularizers.items():
-                reg.load_state_dict(state["regularizers"].get(name, {}))
+                try:
+                    _load_optimizer(opt, state[key])
+                except ValueError as exc:
+                    raise ValueError(f"{key}: {exc}") from None
             self.engine.batches.load_state_dict(state["batches"])
             self.engine.skipped.update(state.get("skipped", {}))
         except (KeyError, RuntimeError, ValueError) as exc:
             raise misfit(source, exc) from None
+        load_regularizers(self.regularizers, state, source)
         self.step = int(state["step"])
         self._load_random_state(state["rng"])
 
@@ -274,9 +284,19 @@ def _owner(chosen: Chosen) -> str:
 
 
 def _load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Load optimizer state, keeping the learning rate's type (float, or a device tensor)."""
+    """Load optimizer state, keeping the learning rate's type (float, or a device tensor).
+
+    Each parameter's state tensors (Adam's moments) must have the parameter's shape:
+    torch does not check, and a step would fail deep inside the update."""
     kinds = [group["lr"] for group in opt.param_groups]
     opt.load_state_dict(state)
+    for index, parameter in enumerate(p for group in opt.param_groups for p in group["params"]):
+        for name, value in opt.state.get(parameter, {}).items():
+            if isinstance(value, Tensor) and value.dim() and value.shape != parameter.shape:
+                raise ValueError(
+                    f"the state {name!r} of parameter {index} has shape {list(value.shape)}, "
+                    f"the parameter {list(parameter.shape)}"
+                )
     for group, before in zip(opt.param_groups, kinds, strict=True):
         if isinstance(before, Tensor):
             group["lr"] = torch.as_tensor(group["lr"], dtype=before.dtype, device=before.device)

@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from ganforge_core import checkpoint as ckpt
-from ganforge_core import distributed
+from ganforge_core import distributed, resuming
 from ganforge_core.components import Logger, RunContext
 from ganforge_core.config import Chosen, Plan, RunConfig, resolve
-from ganforge_core.errors import BuildError, CheckpointError, ConfigError, GanforgeError, TrainingDiverged
+from ganforge_core.errors import BuildError, ConfigError, GanforgeError, TrainingDiverged, WriteError
 from ganforge_core.plugins import Plugins, get_plugins
 from ganforge_core.reporting import MetricsLog, ProgressView, plot_losses, write_config_files
 from ganforge_core.run import Run
@@ -104,11 +104,10 @@ def train(
         notes.append(f"torchrun restart {restart}: resuming {out} from its last checkpoint")
         resume, overrides = out, {"steps": config.steps, "device": config.device}
     if resume is not None:
-        path, state, skipped = ckpt.latest_loadable(resume)
-        for bad, reason in skipped:
-            if world.main:  # every rank skips it; rank 0 renames it
-                notes.append(f"set aside {ckpt.set_aside(bad).name}: {reason}")
-        config = _saved_config(path, state["config"], {**(overrides or {}), "out": str(resume)})
+        first = ckpt.latest_loadable(resume)
+        changes = {**(overrides or {}), "out": str(resume)}
+        config = resuming.saved_config(first[1], changes)
+        resuming.check_config_files(resume, first[0], first[1], overrides or {})
     elif config is None:
         raise ConfigError("nothing to train: give a configuration or a run directory to resume")
     plan = resolve(config, plugins.registry)
@@ -129,9 +128,12 @@ def train(
             run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale_temporaries(run_dir)
         plan = Plan(**{**plan.__dict__, "config": plan.config.model_copy(update={"out": run_dir})})
-        run = Run(plan, plugins, run_dir, world)
-        if resume is not None:
-            run.load_state_dict(state, path)
+        if resume is None:
+            run = Run(plan, plugins, run_dir, world)
+        else:
+            run, passed = resuming.load_run(plan, plugins, world, first, changes)
+            notes += passed
+            plan = run.plan
             if run.step >= plan.config.steps:
                 raise ConfigError(
                     f"{run_dir} already holds {run.step} steps; pass --steps N > {run.step} to train on"
@@ -354,20 +356,6 @@ def _plot_losses(run: Run, warn: Callable[[str], None]) -> None:
         warn(f"could not draw losses.png ({exc!r})")
 
 
-def _saved_config(path: Path, text: Any, changes: dict[str, Any]) -> RunConfig:
-    """The configuration stored in a checkpoint, with the allowed changes applied.
-
-    The stored one is checked alone first, so an invalid change (``--steps 0``) is blamed
-    on its flag (a ValidationError, as for a new run), never on the checkpoint."""
-    try:
-        saved = json.loads(text)
-        RunConfig.model_validate(saved)
-    except (TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} holds no valid run configuration ({first})") from None
-    return RunConfig.model_validate({**saved, **changes})
-
-
 def _forget_records_after(path: Path, step: int) -> None:
     """Drop log lines past the checkpoint being resumed: those steps will run again."""
     if not path.exists():
@@ -394,8 +382,8 @@ def _checkpoint(run: Run, context: RunContext, notify: Callable[..., None]) -> P
         except OSError as exc:
             kept = ckpt.list_checkpoints(run.run_dir)
             where = f"the last good checkpoint {kept[-1]} is intact" if kept else "no checkpoint was kept"
-            raise CheckpointError(
-                f"cannot write the checkpoint of step {run.step} in {run.run_dir}: "
+            raise WriteError(
+                f"cannot write checkpoint {ckpt.checkpoint_path(run.run_dir, run.step)}: "
                 f"{exc.strerror or exc}; {where}"
             ) from None
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,26 +102,112 @@ def read_checkpoint(source: Path, device: str) -> tuple[Path, dict[str, Any], Ru
         path, state, _ = ckpt.latest_loadable(source)
     else:
         path, state = source, ckpt.load_safe(source)
-    try:
-        config = RunConfig.model_validate({**json.loads(state["config"]), "device": device})
-    except (TypeError, ValueError):
-        raise CheckpointError(f"{path} holds no valid run configuration") from None
-    return path, state, config
+    # load_safe checked the stored configuration: a ValidationError here is --device's.
+    return path, state, RunConfig.model_validate({**json.loads(state["config"]), "device": device})
 
 
-def misfit(source: Path, exc: Exception) -> CheckpointError:
+def misfit(source: Path, exc: Exception, part: str = "") -> CheckpointError:
     """A one-line error for a checkpoint whose tensors do not fit the networks built for it."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
     # torch's first line names the module; the second names the first mismatch.
-    return CheckpointError(f"{source} does not fit this run's networks: {' '.join(lines[:2])}")
+    where = f" ({part})" if part else ""
+    return CheckpointError(f"{source} does not fit this run's networks{where}: {' '.join(lines[:2])}")
 
 
-def load_trained(source: Path | str, plugins: Plugins | None = None, device: str = "auto") -> Trained:
-    """The trained generator of a run directory (its newest loadable checkpoint) or of a checkpoint file."""
+def load_regularizers(regularizers: dict[str, Regularizer], state: dict[str, Any], source: Path) -> None:
+    """Each regularizer's state from the checkpoint. A plugin's ``load_state_dict`` that
+    raises on what the file holds (an EMA copy of the wrong shape) is a misfit, one line."""
+    for name, reg in regularizers.items():
+        try:
+            reg.load_state_dict(state["regularizers"].get(name, {}))
+        except Exception as exc:  # noqa: BLE001 - a plugin's code meets the file's contents
+            raise misfit(source, exc, f"regularizer {name!r}") from None
+
+
+def load_trained(
+    source: Path | str,
+    plugins: Plugins | None = None,
+    device: str = "auto",
+    warn: Callable[[str], None] | None = None,
+) -> Trained:
+    """The trained generator of a run directory, a checkpoint file or an ``export`` directory.
+
+    Of a run directory, the newest checkpoint that loads and fits the networks its
+    configuration builds: each newer one is passed over with ``warn(line)`` (default:
+    :func:`warnings.warn`), a line naming both files. An export directory (its
+    ``config.json`` and ``model.safetensors``, or a format-1 export's ``generator.json``
+    and ``generator.safetensors``) holds one generator, the EMA copy
+    when the run kept one, and no dataset ``info``.
+    """
     from ganforge_core.plugins import get_plugins
 
     plugins = plugins or get_plugins()
-    path, state, config = read_checkpoint(Path(source), device)
+    source = Path(source)
+    exported = export_directory(source)
+    if exported is not None:
+        return _from_export(exported, plugins, device)
+    if not source.is_dir():
+        return _from_checkpoint(source, ckpt.load_safe(source), plugins, device)
+    trained, used, passed = ckpt.newest_that_fits(
+        source, lambda path, state: _from_checkpoint(path, state, plugins, device)
+    )
+    for line in ckpt.passed_over(passed, used):
+        if warn is None:
+            warnings.warn(line, stacklevel=2)
+        else:
+            warn(line)
+    return trained
+
+
+def export_directory(source: Path) -> Path | None:
+    """The export directory ``source`` names (the directory, or one of its two files), if it is one:
+    it holds an export's ``config.json`` (``generator.json`` in format 1) and no checkpoint."""
+    from ganforge_core import export
+
+    names = {name for layout in export.LAYOUTS.values() for name in layout}
+    configs = [layout[0] for layout in export.LAYOUTS.values()]
+    directory = source.parent if source.name in names else source
+    if (
+        directory.is_dir()
+        and any((directory / name).is_file() for name in configs)
+        and not ckpt.list_checkpoints(directory)
+    ):
+        return directory
+    return None
+
+
+def _from_export(directory: Path, plugins: Plugins, device: str) -> Trained:
+    from ganforge_core import export
+
+    described = export.read_config(directory)
+    try:
+        RunConfig.model_validate(described["run_config"])
+        shape, num_classes = tuple(int(size) for size in described["data_shape"]), int(described["num_classes"])
+        step, ema = int(described["step"]), bool(described["ema"])
+    except (KeyError, TypeError, ValueError):  # a ValidationError is a ValueError
+        raise CheckpointError(
+            f"{directory / export.LAYOUTS[described['format_version']][0]} lacks a valid run configuration, data shape, classes or step"
+        ) from None
+    config = RunConfig.model_validate({**described["run_config"], "device": device})  # --device's error
+    plan = resolve(config, plugins.registry)
+    on = pick_device(config.device)
+    ctx = BuildContext(
+        data_shape=shape,
+        num_classes=num_classes,
+        total_steps=config.steps,
+        batch_size=config.batch_size,
+        device=on,
+        seed=config.seed,
+        loss_traits=plan.loss.traits,
+        conditional=config.conditional,
+    )
+    generator = export.load_generator(directory, on, plugins)
+    return Trained(plan, plugins, directory, ctx, generator, {}, step=step, ema_only=ema)
+
+
+def _from_checkpoint(path: Path, state: dict[str, Any], plugins: Plugins, device: str) -> Trained:
+    # load_safe checked the stored configuration: a ValidationError here is --device's.
+    config = RunConfig.model_validate({**json.loads(state["config"]), "device": device})
     plan = resolve(config, plugins.registry)
     on = pick_device(config.device)
     data, dataset = state.get("data"), None
@@ -151,10 +238,9 @@ def load_trained(source: Path | str, plugins: Plugins | None = None, device: str
     generator = generator.to(on)
     try:
         generator.load_state_dict(state["generator"])
-        for name, reg in regularizers.items():
-            reg.load_state_dict(state["regularizers"].get(name, {}))
     except (KeyError, RuntimeError, ValueError) as exc:
         raise misfit(path, exc) from None
+    load_regularizers(regularizers, state, path)
     return Trained(plan, plugins, path.parent, ctx, generator, regularizers, dataset, step=int(state["step"]))
 
 
@@ -175,6 +261,7 @@ class Trained:
         regularizers: dict[str, Regularizer],
         dataset: Dataset | None = None,
         step: int = 0,
+        ema_only: bool = False,
     ) -> None:
         self.plan, self.plugins, self.run_dir, self.ctx = plan, plugins, run_dir, ctx
         self.device = ctx.device
@@ -182,6 +269,7 @@ class Trained:
         self.regularizers = regularizers
         self.dataset = dataset
         self.step = step
+        self.ema_only = ema_only  # an export of the EMA copy: G's own weights are not here
         # getattr: nn.Module types its attributes as Tensor | Module; a generator's z_dim is an int
         self.z_dim = int(getattr(generator, "z_dim"))
 
@@ -210,6 +298,11 @@ class Trained:
 
     def sampler(self, ema: bool = True) -> nn.Module:
         """The generator to sample and evaluate with: an EMA copy if a regularizer keeps one."""
+        if not ema and self.ema_only:
+            raise ConfigError(
+                f"--no-ema: {self.run_dir} is an export of the EMA generator alone; G's own weights are "
+                "in the run directory (or export them with 'ganforge export --no-ema')"
+            )
         for reg in self.regularizers.values() if ema else ():
             replacement = reg.sampling_generator()
             if replacement is not None:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import pickle
@@ -26,15 +27,25 @@ import torch
 
 from ganforge_core import CheckpointError
 from ganforge_core import checkpoint as ckpt
+from ganforge_core.config import resolve
+from ganforge_core.plugins import get_plugins
+from ganforge_core.reporting import toml_text
+from ganforge_core.run import Run
 from ganforge_core.session import train
 from test_reliability import assert_one_error_line, run_cli, tiny_config
 
 
 
+@functools.cache
+def _untrained_state() -> dict[str, Any]:
+    """A tiny run's checkpoint state, built without training (every field load_safe checks)."""
+    config = tiny_config(Path("unused"))
+    return Run(resolve(config, get_plugins().registry), get_plugins(), Path("unused")).state_dict()
+
+
 def small_state(step: int) -> dict[str, Any]:
-    """A complete checkpoint in form (every field load_safe requires), small in size."""
-    fields: dict[str, Any] = dict.fromkeys(ckpt.REQUIRED, {})
-    return {**fields, "format": ckpt.FORMAT, "format_version": ckpt.FORMAT_VERSION, "step": step, "w": torch.randn(4096)}
+    """A complete checkpoint in form, small in size."""
+    return {**_untrained_state(), "step": step, "w": torch.randn(4096)}
 
 
 def temporaries(directory: Path) -> list[Path]:
@@ -269,6 +280,7 @@ def test_a_checkpoint_of_another_architecture_names_the_mismatch(
     state["config"] = json.dumps(config)
     torch.save(state, path)
     (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "config.toml").write_text(toml_text(config))
 
     with pytest.raises(CheckpointError) as refused:
         train(None, resume=out, overrides={"steps": 4}, quiet=True)

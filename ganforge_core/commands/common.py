@@ -17,6 +17,10 @@ from ganforge_core.errors import GanforgeError, quote, shorten
 # RunConfig field -> the flag that sets it, so validation errors name the flag the user typed.
 FLAGS = {name: flag.name for name, flag in field_flags().items()}
 COMPONENT_HELP = "NAME or NAME:key=value,... (see 'ganforge plugins')"
+SOURCE_HELP = (
+    "A run directory (its newest checkpoint that loads and fits), a checkpoint file, "
+    "or a 'ganforge export' directory."
+)
 
 
 def one_line(message: str) -> str:
@@ -70,6 +74,12 @@ def explain_validation(exc: Any) -> str:
         else:
             parts.append(f"{where}: {shorten(error['msg'], 500)} (got {quote(error.get('input'))})")
     return "; ".join(parts)
+
+
+def warn(message: str) -> None:
+    """One ``warning:`` line on stderr (rank 0 alone under torchrun)."""
+    if not not_main_rank():
+        typer.echo(f"warning: {one_line(message)}", err=True)
 
 
 def warn_about_plugins() -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ganforge_core.commands.common import user_errors
+from ganforge_core.commands.common import user_errors, warn
 
 USES = {
     "model.safetensors": "weights; in Python: ganforge_core.export.load_generator(DIR){call}",
@@ -19,7 +19,9 @@ USES = {
 
 
 def export(
-    source: Annotated[Path, typer.Argument(help="A run directory (its newest checkpoint) or a checkpoint file.")],
+    source: Annotated[
+        Path, typer.Argument(help="A run directory (its newest checkpoint that loads and fits) or a checkpoint file.")
+    ],
     out: Annotated[Path, typer.Option(help="Directory to write the export into (created if needed).")],
     ema: Annotated[
         bool, typer.Option("--ema/--no-ema", help="Export the EMA generator when the run keeps one.")
@@ -43,7 +45,7 @@ def export(
         from ganforge_core.export import export_generator
         from ganforge_core.trained import load_trained
 
-        exported = export_generator(load_trained(source, device="cpu"), out, ema=ema, formats=formats)
+        exported = export_generator(load_trained(source, device="cpu", warn=warn), out, ema=ema, formats=formats)
     config = exported.config
     weights = "EMA weights" if config["ema"] else "G's own weights" + ("; the run keeps no EMA" if ema else "")
     typer.echo(f"exported generator '{config['generator']['name']}' at step {config['step']} ({weights}) to {out}")

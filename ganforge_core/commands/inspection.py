@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ganforge_core.commands.common import fail, user_errors
+from ganforge_core.commands.common import SOURCE_HELP, fail, user_errors, warn
 from ganforge_core.config import SEED_LIMIT
 
 
@@ -30,7 +30,7 @@ def plugins(
 
 
 def sample(
-    source: Annotated[Path, typer.Argument(help="A run directory (its newest checkpoint) or a checkpoint file.")],
+    source: Annotated[Path, typer.Argument(help=SOURCE_HELP)],
     n: Annotated[
         int | None,
         typer.Option("--n", min=1, help="Number of samples, or of rows with --interpolate. [default: 64; 8 rows]"),
@@ -67,7 +67,7 @@ def sample(
     with user_errors():
         from ganforge_core.trained import load_trained
 
-        trained = load_trained(source, device=device)
+        trained = load_trained(source, device=device, warn=warn)
         if interpolate is None:
             n = 64 if n is None else n
             samples = trained.draw(n, seed=seed, label=label, ema=ema)
@@ -82,7 +82,7 @@ def sample(
 
 
 def evaluate(
-    source: Annotated[Path, typer.Argument(help="A run directory (its newest checkpoint) or a checkpoint file.")],
+    source: Annotated[Path, typer.Argument(help=SOURCE_HELP)],
     metric: Annotated[
         list[str] | None, typer.Option("--metric", help="Metric as NAME[:key=value,...]; repeat. [default: the run's metrics]")
     ] = None,
@@ -93,7 +93,7 @@ def evaluate(
     with user_errors():
         from ganforge_core.trained import load_trained
 
-        trained = load_trained(source, device=device)
+        trained = load_trained(source, device=device, warn=warn)
         results = trained.evaluate(metric)  # loads the dataset: metrics compare against it
         path = trained.run_dir / "eval.json"
         path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
