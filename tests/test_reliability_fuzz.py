@@ -95,7 +95,7 @@ def test_random_toml_text_never_shows_a_traceback(text: str) -> None:
 # small or past their limits, never big and valid: a big valid size only costs
 # time, and this test is about what is refused and how.
 
-EXAMPLES = int(os.environ.get("GANFORGE_FUZZ_EXAMPLES", "60"))  # CI's fixed budget; raise it to search longer
+EXAMPLES = int(os.environ.get("GANFORGE_FUZZ_EXAMPLES", "100"))  # CI's fixed budget; raise it to search longer
 TIME_CAP_S = 120.0  # one command, on a loaded machine; a quiet one takes well under a second
 RSS_CAP = 3 << 30  # bytes of resident memory one command may reach
 FUZZ_TRIED: list[tuple[str, int]] = []  # (command, exit status) of every example, for the counts in the docs
@@ -148,8 +148,9 @@ def option_values(info: Any) -> st.SearchStrategy[str]:
         return st.one_of(st.sampled_from(["true", "false", "1", "0", "yes", "maybe"]), hostile)
     if int in kinds:
         start = int(low) if low is not None else 0
-        edges = [str(v) for v in (low, high) if v is not None] + [str(int(high) + 1)] if high is not None else []
-        return st.one_of(st.integers(start, start + 3).map(str), st.sampled_from(edges or ["1"]), hostile)
+        past = [str(int(low) - 1)] if low is not None else []
+        past += [str(int(high) + 1)] if high is not None else []  # the limit itself is valid, and costly
+        return st.one_of(st.integers(start, start + 3).map(str), st.sampled_from(past or ["-1"]), hostile)
     if float in kinds:
         return st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), hostile)
     literal = [a for a in get_args(info.annotation) if isinstance(a, str | int)]
@@ -247,8 +248,12 @@ def argument_lists(draw: st.DrawFn, fixtures: dict[str, Path]) -> list[str]:
             args.append(value)
         else:
             args += [opt, value]
-    if words == ["run"] and "--steps" not in args and "--resume" not in args:
-        args += ["--steps", "1"]  # a default-length run is minutes of training: not the point here
+    # What a command computes when a flag is left out (a run's length, its end-of-run metrics,
+    # a benchmark's seeds) is minutes of valid work: not the point here.
+    cheap = {"run": {"--steps": "1", "--metric": "none"}, "bench": {"--steps": "1", "--seeds": "1", "--jobs": "1"}}
+    for flag, value in cheap.get(words[0], {}).items():
+        if flag not in args and "--resume" not in args:
+            args += [flag, value]
     if draw(st.booleans()):
         args.append(draw(st.sampled_from(["--help", "--nosuch", "extra", "--steps=", "-q"])))
     return [*words, *args]
