@@ -205,4 +205,8 @@ def main() -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    distributed = sys.modules.get("ganforge_core.distributed")  # imported only by commands that train
+    if distributed is not None:
+        distributed.end_process(code)  # a torchrun worker: no interpreter finalization (see distributed.stop)
+    sys.exit(code)

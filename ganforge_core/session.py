@@ -8,7 +8,6 @@ signals, the non-finite checks and the lifecycle hooks.
 
 from __future__ import annotations
 
-import gc
 import json
 import signal
 import time
@@ -107,7 +106,6 @@ def train(
     if world.distributed:
         device = distributed.pick_device(world, plan.config.device)
         world = distributed.start(world, device, plan.config.dist_backend)
-    run: Run | None = None
     try:
         if world.main:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -134,13 +132,7 @@ def train(
             raise distributed.peer_lost(world, exc, run_dir) from None
         raise
     finally:
-        if world.distributed:
-            # The DDP wrappers hold the process group and its threads: free them now, while the
-            # interpreter is whole, not at exit, where a rank whose group outlived
-            # destroy_process_group could abort ("terminate called without an active exception").
-            run = None
-            gc.collect()
-        distributed.stop(world)
+        distributed.stop(world)  # its threads live on: the process ends without finalizing (cli.main)
 
 
 def _check_world(world: distributed.World, plan: Plan, plugins: Plugins) -> None:
