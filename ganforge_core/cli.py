@@ -20,7 +20,7 @@ from typer.models import CommandInfo, TyperInfo
 from ganforge_core.commands import export as _export
 from ganforge_core.commands import inspection as _inspection
 from ganforge_core.commands import training as _training
-from ganforge_core.commands.common import COMPONENT_HELP, FLAGS, not_main_rank, one_line, user_errors
+from ganforge_core.commands.common import COMPONENT_HELP, FLAGS, fail, not_main_rank, one_line, user_errors
 from ganforge_core.registry import PluginProblem
 
 if TYPE_CHECKING:
@@ -69,7 +69,13 @@ def docs_hooks(
     """Rewrite the generated reference block of docs/hooks.md (kinds, protocols) from the code."""
     from ganforge_core.hookdocs import update
 
-    typer.echo(f"{page}: {'updated' if update(page) else 'already up to date'}")
+    try:  # a missing or unreadable page: one line naming it, like any command's error
+        changed = update(page)
+    except UnicodeDecodeError:
+        raise fail(f"{page} is not UTF-8 text") from None
+    except OSError as exc:
+        raise fail(f"cannot update {page}: {exc.strerror or exc}", 1) from None
+    typer.echo(f"{page}: {'updated' if changed else 'already up to date'}")
 
 
 @docs_app.command("traits")
@@ -199,4 +205,8 @@ def main() -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    distributed = sys.modules.get("ganforge_core.distributed")  # imported only by commands that train
+    if distributed is not None:
+        distributed.end_process(code)  # a torchrun worker: no interpreter finalization (see distributed.stop)
+    sys.exit(code)

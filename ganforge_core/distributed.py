@@ -271,20 +271,50 @@ def start(world: World, device: torch.device, requested_backend: str) -> World:
             # addresses the previous attempt's (dead) workers left there, so each attempt gets a prefix.
             store = dist.PrefixStore(f"ganforge/attempt_{restart_count()}", store)
             dist.init_process_group(backend=backend, store=store, rank=rank, world_size=size, timeout=timeout)
+            JOINED[:] = [True]
         except (RuntimeError, ValueError, dist.DistError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ConfigError(f"cannot start the {backend} process group: {first}") from None
     return World(world.rank, world.size, world.local_rank, backend)
 
 
+JOINED: list[bool] = []  # [True] once this process joined a process group (read by cli.main at exit)
+
+
 def stop(world: World) -> None:
-    """Leave the process group (without waiting for the other ranks)."""
+    """Leave the process group (without waiting for the other ranks).
+
+    The group's gloo threads outlive this: DistributedDataParallel pins the process
+    group (references that freeing the wrappers and ``gc.collect()`` leave behind), so
+    ``destroy_process_group`` does not join them. A native thread that touches Python
+    during interpreter finalization (releasing a tensor whose Python object torch
+    kept) is unwound by ``pthread_exit``, which through a ``noexcept`` C++ frame is
+    ``std::terminate``: "terminate called without an active exception", SIGABRT, on a
+    rank that exits right after its last collective (every rank but 0, which goes on
+    to the samples and evaluation) on a loaded machine. So a process that joined a
+    group ends without finalizing the interpreter (:func:`end_process`).
+    """
     if not world.distributed:
         return
     import torch.distributed as dist
 
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def end_process(code: int) -> None:
+    """Exit with ``code`` now, after flushing stdout and stderr, without interpreter
+    finalization, if this process joined a process group (see :func:`stop`); else return."""
+    if not JOINED:
+        return
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def is_peer_failure(exc: BaseException) -> bool:

@@ -104,10 +104,10 @@ def _without_none(value: Any) -> Any:
 
 def load_run(
     plan: Plan, plugins: Plugins, world: World, first: ckpt.Loaded, changes: dict[str, Any]
-) -> tuple[Run, list[str]]:
+) -> tuple[Run, Path, list[str]]:
     """The run in ``plan.config.out`` rebuilt from its newest checkpoint that fits (``first``,
-    already loaded, is tried first; ``plan`` is its configuration), and the warnings for the
-    checkpoints passed over, which rank 0 sets aside as ``*.unloadable``."""
+    already loaded, is tried first; ``plan`` is its configuration), that checkpoint's path, and
+    the warnings for the checkpoints passed over, which rank 0 sets aside as ``*.unloadable``."""
     from ganforge_core.run import Run
 
     run_dir = plan.config.out
@@ -124,4 +124,4 @@ def load_run(
     for (bad, _), line in zip(passed, ckpt.passed_over(passed, used), strict=True):
         if world.main:  # every rank passes it over; rank 0 renames it
             notes.append(f"{line}; set aside as {ckpt.set_aside(bad).name}")
-    return run, notes
+    return run, used, notes

@@ -8,13 +8,10 @@ signals, the non-finite checks and the lifecycle hooks.
 
 from __future__ import annotations
 
-import gc
 import json
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +24,15 @@ from ganforge_core import checkpoint as ckpt
 from ganforge_core import distributed, resuming
 from ganforge_core.components import Logger, RunContext
 from ganforge_core.config import Chosen, Plan, RunConfig, resolve
-from ganforge_core.errors import BuildError, ConfigError, GanforgeError, TrainingDiverged, WriteError
+from ganforge_core.errors import (
+    BuildError,
+    ConfigError,
+    ContractError,
+    GanforgeError,
+    TrainingDiverged,
+    WriteError,
+)
+from ganforge_core.interruption import StopRequest, culprit, run_owners, stop_on_signals, what_happened
 from ganforge_core.plugins import Plugins, get_plugins
 from ganforge_core.reporting import MetricsLog, ProgressView, plot_losses, write_config_files
 from ganforge_core.run import Run
@@ -54,28 +59,6 @@ class RunResult:
 def default_run_dir(config: RunConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{stamp}-{config.generator.name}-{config.loss.name}-{config.dataset.name}"
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[dict[str, int]]:
-    """Turn the first SIGINT/SIGTERM into a request to stop after the current step."""
-    requested: dict[str, int] = {}
-    if threading.current_thread() is not threading.main_thread():
-        yield requested
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        requested["signal"] = signum
-        signal.signal(signum, previous[signal.Signals(signum)])  # a second signal acts at once
-
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, handler)
-    try:
-        yield requested
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def train(
@@ -122,39 +105,37 @@ def train(
     if world.distributed:
         device = distributed.pick_device(world, plan.config.device)
         world = distributed.start(world, device, plan.config.dist_backend)
-    run: Run | None = None
     try:
         if world.main:
             run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale_temporaries(run_dir)
         plan = Plan(**{**plan.__dict__, "config": plan.config.model_copy(update={"out": run_dir})})
+        resumed: Path | None = None  # the checkpoint the run continues from
         if resume is None:
             run = Run(plan, plugins, run_dir, world)
         else:
-            run, passed = resuming.load_run(plan, plugins, world, first, changes)
+            run, resumed, passed = resuming.load_run(plan, plugins, world, first, changes)
             notes += passed
             plan = run.plan
             if run.step >= plan.config.steps:
-                raise ConfigError(
-                    f"{run_dir} already holds {run.step} steps; pass --steps N > {run.step} to train on"
-                )
+                # All steps trained: a run stopped before its final samples and evaluation
+                # (a signal at the last step, a crash in them) finishes them; a finished one refuses.
+                if run.step > plan.config.steps or world.any(_finished(run_dir, run.step), run.device):
+                    raise ConfigError(
+                        f"{run_dir} already holds {run.step} steps; pass --steps N > {run.step} to train on"
+                    )
+                notes.append(f"all {run.step} steps are trained; writing the final samples and evaluation")
             if world.main:
-                _forget_records_after(run_dir / "metrics.jsonl", run.step)
+                _forget_records_after(run_dir / "metrics.jsonl", run.step, drop_eval=run.step >= plan.config.steps)
         if world.main:
             write_config_files(run_dir, plan.config)
-        return _loop(run, live=live, quiet=quiet, notes=notes)
+        return _loop(run, live=live, quiet=quiet, notes=notes, resumed=resumed)
     except Exception as exc:
         if world.distributed and not isinstance(exc, GanforgeError) and distributed.is_peer_failure(exc):
             raise distributed.peer_lost(world, exc, run_dir) from None
         raise
     finally:
-        if world.distributed:
-            # The DDP wrappers hold the process group and its threads: free them now, while the
-            # interpreter is whole, not at exit, where a rank whose group outlived
-            # destroy_process_group could abort ("terminate called without an active exception").
-            run = None
-            gc.collect()
-        distributed.stop(world)
+        distributed.stop(world)  # its threads live on: the process ends without finalizing (cli.main)
 
 
 def _check_world(world: distributed.World, plan: Plan, plugins: Plugins) -> None:
@@ -230,7 +211,7 @@ def _close(label: str, logger: Logger, warn: Callable[[str], None]) -> None:
         warn(f"{label}: close raised {exc!r}")
 
 
-def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunResult:
+def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str], resumed: Path | None) -> RunResult:
     config = run.plan.config
     context = RunContext(
         config, run.run_dir, run.device, run.step, run.generator, run.discriminator, run.dataset
@@ -253,10 +234,10 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
         view.message(f"warning: {note}")
     shared = world.describe(config.batch_size)
     view.message(f"training on {run.device}; {shared + '; ' if shared else ''}{run.fast.describe()}")
-    notify("ganforge_train_start", run=context)
     loggers = Loggers(warn)
     counted, window_start = 0, time.perf_counter()
-    checkpoint: Path | None = None
+    checkpoint: Path | None = resumed  # the checkpoint of the step the run is at, once written
+    mid_step = False  # a step half done: the state in memory is no state to checkpoint
 
     def save_samples(name: str) -> Path:
         path = run.save_samples(name)
@@ -269,61 +250,107 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
         return path
 
     try:
-        loggers.start(run.plan.loggers if world.main else (), context)  # rank 0 alone logs
-        with _stop_on_signals() as stop:
-            halted = False  # distributed: a stop every rank agreed on
-            while run.step < config.steps and not (halted if world.distributed else stop):
-                run.engine.step(run.step)
-                run.step += 1
-                counted += 1
-                if run.step % check_every == 0 or run.step == config.steps:
-                    _check_finite(run, start_step)
-                    if world.distributed:  # a signal to any rank stops every rank at the same step
-                        halted = world.any(bool(stop), run.device)
-                if run.step % config.log_every == 0 or run.step == config.steps:
-                    averaged = run.engine.read_stats()
-                    if config.on_nan == "skip":
-                        averaged.update({f"skipped/{k.lower()}": v for k, v in run.engine.skipped.items()})
-                    elapsed = time.perf_counter() - window_start
-                    averaged["img/s"] = counted * run.engine.schedule.d_steps * config.batch_size / elapsed
-                    averaged.update(_learning_rates(run))
-                    log.write({"step": run.step, **averaged})
-                    loggers("log", run.step, averaged)
-                    view.update(run.step, averaged)
-                    notify("ganforge_step_end", run=context, step=run.step, stats=averaged)
-                    counted, window_start = 0, time.perf_counter()
-                if config.sample_every and run.step % config.sample_every == 0 and world.main:
-                    save_samples(f"samples-{run.step:08d}.png")
-                if config.checkpoint_every and run.step % config.checkpoint_every == 0:
+        with stop_on_signals() as stop:
+            try:
+                notify("ganforge_train_start", run=context)
+                loggers.start(run.plan.loggers if world.main else (), context)  # rank 0 alone logs
+                halted = False  # distributed: a stop every rank agreed on
+                while run.step < config.steps and not (halted if world.distributed else stop):
+                    mid_step = True
+                    run.engine.step(run.step)
+                    run.step += 1
+                    mid_step = False
+                    counted += 1
+                    if run.step % check_every == 0 or run.step == config.steps:
+                        _check_finite(run, start_step)
+                        if world.distributed:  # a signal to any rank stops every rank at the same step
+                            halted = world.any(bool(stop), run.device)
+                    if run.step % config.log_every == 0 or run.step == config.steps:
+                        averaged = run.engine.read_stats()
+                        if config.on_nan == "skip":
+                            averaged.update({f"skipped/{k.lower()}": v for k, v in run.engine.skipped.items()})
+                        elapsed = time.perf_counter() - window_start
+                        averaged["img/s"] = counted * run.engine.schedule.d_steps * config.batch_size / elapsed
+                        averaged.update(_learning_rates(run))
+                        log.write({"step": run.step, **averaged})
+                        loggers("log", run.step, averaged)
+                        view.update(run.step, averaged)
+                        notify("ganforge_step_end", run=context, step=run.step, stats=averaged)
+                        counted, window_start = 0, time.perf_counter()
+                    if config.sample_every and run.step % config.sample_every == 0 and world.main:
+                        save_samples(f"samples-{run.step:08d}.png")
+                    if config.checkpoint_every and run.step % config.checkpoint_every == 0:
+                        checkpoint = view.saved(run.step, save_checkpoint())
+                if halted if world.distributed else stop:
                     checkpoint = view.saved(run.step, save_checkpoint())
-            if halted if world.distributed else stop:
-                checkpoint = view.saved(run.step, save_checkpoint())
-                loggers("end", run.step, {})
-                notify("ganforge_train_end", run=context, step=run.step, results={})
-                signum = stop.get("signal", signal.SIGTERM)  # a rank the signal did not reach
-                name = signal.Signals(signum).name
-                raise Interrupted(
-                    f"stopped by {name} at step {run.step}; checkpoint {checkpoint}; "
-                    f"continue with: {'torchrun ... ' if world.distributed else ''}ganforge run --resume {run.run_dir}",
-                    exit_code=128 + signum,
-                )
-        if checkpoint is None or checkpoint != ckpt.checkpoint_path(run.run_dir, run.step):
-            checkpoint = view.saved(run.step, save_checkpoint())
-        if not world.main:
-            return RunResult(run.run_dir, run.step, {}, checkpoint, run.run_dir / "samples.png")
-        samples = save_samples("samples.png")
-        results = run.evaluate()
-        if results:
-            log.write({"step": run.step, "event": "eval", **results})
-            (run.run_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-        _plot_losses(run, warn)
-        loggers("end", run.step, results)
-        notify("ganforge_train_end", run=context, step=run.step, results=results)
-        return RunResult(run.run_dir, run.step, results, checkpoint, samples)
+                    loggers("end", run.step, {})
+                    notify("ganforge_train_end", run=context, step=run.step, results={})
+                    raise _interrupted(run, stop, checkpoint)
+                if checkpoint is None or checkpoint != ckpt.checkpoint_path(run.run_dir, run.step):
+                    checkpoint = view.saved(run.step, save_checkpoint())
+                if not world.main:
+                    return RunResult(run.run_dir, run.step, {}, checkpoint, run.run_dir / "samples.png")
+                # The final writes: the last checkpoint is on disk and --resume finishes them,
+                # so a signal from here on stops at once.
+                stop.at_once = True
+                samples = save_samples("samples.png")
+                results = run.evaluate()
+                if results:
+                    log.write({"step": run.step, "event": "eval", **results})
+                    (run.run_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+                _plot_losses(run, warn)
+                loggers("end", run.step, results)
+                notify("ganforge_train_end", run=context, step=run.step, results=results)
+                log.write({"step": run.step, "event": "done"})  # what a --resume of this run checks
+                return RunResult(run.run_dir, run.step, results, checkpoint, samples)
+            except (SystemExit, KeyboardInterrupt) as exc:
+                if stop.at_once and stop:  # a signal during the final writes
+                    raise _interrupted(run, stop, ckpt.checkpoint_path(run.run_dir, run.step)) from None
+                if stop:
+                    raise  # a second signal: at once, as the user asked
+                raise _plugin_stopped(run, exc, mid_step, loggers.active, context) from None
     finally:
         loggers.close()
         view.close()
         log.close()
+
+
+def _interrupted(run: Run, stop: StopRequest, checkpoint: Path) -> Interrupted:
+    """The one line of a run a signal stopped, with the command that continues it."""
+    steps = run.plan.config.steps
+    launcher = "torchrun ... " if run.world.distributed else ""
+    if run.step < steps:
+        where, then = f"at step {run.step}", "continue with"
+    else:  # all steps trained: the resume writes the final samples and evaluation
+        where, then = f"after the last step ({steps}), before the final samples and evaluation", "finish with"
+    return Interrupted(
+        f"stopped by {stop.name} {where}; checkpoint {checkpoint}; {then}: {launcher}ganforge run --resume {run.run_dir}",
+        exit_code=128 + (stop.signal or signal.SIGTERM),  # a rank the signal did not reach: SIGTERM
+    )
+
+
+def _plugin_stopped(
+    run: Run, exc: BaseException, mid_step: bool, loggers: list[tuple[str, Logger]], context: RunContext
+) -> ContractError:
+    """A plugin's code called sys.exit or raised KeyboardInterrupt: no signal, so no request to stop
+    from the user. The run stops all the same, with its last good state checkpointed, in one line
+    naming whose code it was."""
+    who = culprit(exc, run.plugins, *run_owners(run, loggers))
+    path = ckpt.checkpoint_path(run.run_dir, run.step)
+    if mid_step:
+        when = f"during step {run.step + 1}, which was cut short and not saved"
+    else:
+        when = f"at step {run.step}"
+        # One process alone: the other ranks of a distributed run are inside a collective.
+        if run.step > 0 and not run.world.distributed and not path.exists():
+            _checkpoint(run, context, _unobserved)  # no more plugin code: one of them just ended the run
+    kept = ckpt.list_checkpoints(run.run_dir)
+    if kept:
+        good = "checkpoint" if kept[-1] == path else "the last good checkpoint is"
+        where = f"{good} {kept[-1]}; continue with: ganforge run --resume {run.run_dir}"
+    else:
+        where = "no checkpoint was written"
+    return ContractError(f"{who}: {what_happened(exc)} {when}; a plugin must not end the run: stopped; {where}")
 
 
 class _Unlogged:
@@ -356,12 +383,31 @@ def _plot_losses(run: Run, warn: Callable[[str], None]) -> None:
         warn(f"could not draw losses.png ({exc!r})")
 
 
-def _forget_records_after(path: Path, step: int) -> None:
-    """Drop log lines past the checkpoint being resumed: those steps will run again."""
+def _forget_records_after(path: Path, step: int, *, drop_eval: bool = False) -> None:
+    """Drop log lines past the checkpoint being resumed: those steps will run again. With
+    ``drop_eval``, the final writes run again too: an evaluation of ``step`` goes as well."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if _record_step(line) <= step]
+    kept = [
+        line for line in path.read_text().splitlines()
+        if _record_step(line) <= step and not (drop_eval and _record_event(line) == "eval")
+    ]  # fmt: skip
     path.write_text("".join(line + "\n" for line in kept))
+
+
+def _finished(run_dir: Path, step: int) -> bool:
+    """Whether metrics.jsonl says the run finished at ``step``: its final writes are all done."""
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return any(_record_event(line) == "done" and _record_step(line) == step for line in lines)
+
+
+def _record_event(line: str) -> str | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record.get("event") if isinstance(record, dict) else None
 
 
 def _record_step(line: str) -> float:

@@ -356,6 +356,30 @@ def test_torchrun_restarts_continue_the_run_from_its_last_checkpoint(tmp_path: P
     assert [r["step"] for r in records if "event" not in r] == list(range(20, 401, 20))
 
 
+END_OF_A_WORKER = """
+import atexit, sys
+from ganforge_core import distributed
+from ganforge_core.cli import main
+atexit.register(lambda: print("finalized", flush=True))
+distributed.JOINED[:] = [True]  # what distributed.start records after init_process_group
+sys.argv = ["ganforge", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize(("args", "code", "shown"), [(["plugins"], 0, "ring-8"), (["run", "--steps", "0"], 2, "error:")])
+def test_a_process_that_joined_a_group_ends_without_finalizing_the_interpreter(args, code, shown) -> None:
+    """The gloo threads of a process group outlive destroy_process_group (DDP pins the group),
+    and one that touches Python during interpreter finalization aborts the rank ('terminate
+    called without an active exception'): so a worker ends with os._exit, its output flushed
+    and its exit status kept, and nothing runs at exit."""
+    result = subprocess.run([sys.executable, "-c", END_OF_A_WORKER, *args], env=subprocess_env(),
+                            capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert result.returncode == code, result.stderr
+    assert shown in result.stdout + result.stderr
+    assert "finalized" not in result.stdout, "the interpreter was finalized (atexit ran)"
+
+
 # -- bad setups: one line, before any process group ---------------------------------
 
 
