@@ -34,13 +34,24 @@ class MetricsLog:
         self._handle.close()
 
 
+ACCURACY = ("d/accuracy/real", "d/accuracy/fake")
+
+
 def format_stats(stats: dict[str, float]) -> str:
-    shown = ("loss/d", "loss/g", "d/real", "d/fake", "loss/gp", "img/s", "lr/g", "lr/d")
+    shown = ("loss/d", "loss/g", "d/real", "d/fake", *ACCURACY, "loss/gp", "img/s", "lr/g", "lr/d")
     return "  ".join(f"{k}={stats[k]:.3g}" for k in shown if k in stats)
 
 
 # What the live view shows of the logged statistics, and as what.
 LIVE_STATS = (("loss/d", "loss D"), ("loss/g", "G"), ("d/real", "D(x)"), ("d/fake", "D(G(z))"), ("loss/gp", "gp"))
+
+
+def _accuracy_text(stats: dict[str, float]) -> str:
+    """D's accuracy on the real and the fake batches, in percent, as the live view shows it."""
+    if not all(key in stats for key in ACCURACY):
+        return ""
+    real, fake = (stats[key] for key in ACCURACY)
+    return f"  D acc real {real:.0%} fake {fake:.0%}"
 
 
 def _duration(seconds: float) -> str:
@@ -55,7 +66,8 @@ class ProgressView:
     """What a run shows while it trains.
 
     On a terminal (``live``): a rich progress bar with ETA, and under it the latest
-    logged D and G losses, D(x), D(G(z)), img/s, both learning rates and the last
+    logged D and G losses, D(x), D(G(z)), D's accuracy on real and fake batches,
+    img/s, both learning rates and the last
     checkpoint; warnings (the health monitors' included) print above it. Elsewhere:
     one plain line per log interval, with the learning rates and the last checkpoint.
     ``quiet`` shows nothing. ``console``: the rich console of the live view (tests capture it).
@@ -103,6 +115,7 @@ class ProgressView:
         """The live view's lines under the bar."""
         stats = self.stats
         numbers = "  ".join(f"{label} {stats[key]:.3g}" for key, label in LIVE_STATS if key in stats)
+        numbers += _accuracy_text(stats)
         if "img/s" in stats:
             numbers += f"  {stats['img/s']:,.0f} img/s"
         rates = f"lr G {stats['lr/g']:.3g}  D {stats['lr/d']:.3g}" if "lr/g" in stats and "lr/d" in stats else "lr -"
