@@ -102,7 +102,8 @@ def train(
         # continue the run it began in --out from its last checkpoint.
         assert config is not None
         notes.append(f"torchrun restart {restart}: resuming {out} from its last checkpoint")
-        resume, overrides = out, {"steps": config.steps, "device": config.device}
+        length = {"steps": config.steps} if config.epochs is None else {}  # epochs: the saved steps stand
+        resume, overrides = out, {**length, "device": config.device}
     if resume is not None:
         path, state, skipped = ckpt.latest_loadable(resume)
         for bad, reason in skipped:
@@ -139,7 +140,7 @@ def train(
             if world.main:
                 _forget_records_after(run_dir / "metrics.jsonl", run.step)
         if world.main:
-            write_config_files(run_dir, plan.config)
+            write_config_files(run_dir, run.plan.config)  # the run's: --epochs is steps by now
         return _loop(run, live=live, quiet=quiet, notes=notes)
     except Exception as exc:
         if world.distributed and not isinstance(exc, GanforgeError) and distributed.is_peer_failure(exc):
@@ -250,7 +251,8 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str]) -> RunR
     for note in notes:
         view.message(f"warning: {note}")
     shared = world.describe(config.batch_size)
-    view.message(f"training on {run.device}; {shared + '; ' if shared else ''}{run.fast.describe()}")
+    length = f"{run.length_note}; " if run.length_note else ""
+    view.message(f"training on {run.device}; {length}{shared + '; ' if shared else ''}{run.fast.describe()}")
     notify("ganforge_train_start", run=context)
     loggers = Loggers(warn)
     counted, window_start = 0, time.perf_counter()

@@ -3,13 +3,20 @@ batches, runs measured in epochs, and progress bars on every long wait."""
 
 from __future__ import annotations
 
+import json
 import tempfile
+import tomllib
 from pathlib import Path
+from typing import Any
 import pytest
 import torch
 from torch import Tensor, nn
+from typer.testing import CliRunner
 
 from ganforge_core import RunConfig, resolve
+from ganforge_core.cli import app
+from ganforge_core.config import steps_for_epochs
+from ganforge_core.errors import ConfigError
 from ganforge_core.plugins import get_plugins
 from ganforge_core.reporting import ProgressView
 from ganforge_core.run import Run
@@ -88,3 +95,65 @@ def test_the_live_view_shows_d_accuracy_in_percent() -> None:
     assert "D acc real 62% fake 50%" in view.status()
     view.stats = {"loss/d": 1.2, "loss/g": 0.7}  # a critic: no accuracy, no empty label
     assert "acc" not in view.status()
+
+
+# -- --epochs ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("epochs", "samples", "batch_size", "d_steps", "steps"),
+    [
+        (3, 5000, 64, 1, 235),  # 234.375 batches: the last, partial one counts
+        (2, 256, 64, 1, 8),
+        (1, 640, 64, 5, 2),  # each G step's 5 D steps draw 5 batches
+        (1.1, 50000, 100, 1, 550),  # exactly 550 batches, though 1.1 * 50000 / 100 > 550 in floats
+        (0.001, 256, 64, 1, 1),  # at least one step
+    ],
+)
+def test_epochs_become_g_steps(epochs: float, samples: int, batch_size: int, d_steps: int, steps: int) -> None:
+    assert steps_for_epochs(epochs, samples, batch_size, d_steps) == steps
+
+
+CLI_TINY = ["--gen", "mlp:hidden=8,depth=1", "--disc", "mlp:hidden=8,depth=1", "--data", "ring-8:n=256"]
+CLI_QUIET = ["--device", "cpu", "--metric", "none", "--sample-every", "0", "--checkpoint-every", "0"]
+
+
+def cli(*args: str | Path) -> Any:
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_a_run_in_epochs_trains_the_converted_steps_and_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    result = cli("run", *CLI_TINY, *CLI_QUIET, "--epochs", "2.5", "--sched", "constant:d_steps=2", "--out", out)
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("training on cpu; --epochs 2.5 of 256 samples at batch 64 x 2 D steps: 5 steps;"), first
+    assert "done: 5 steps" in result.output
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["steps"], saved["epochs"]) == (5, None)  # config.json reruns (and resumes) 5 steps
+    assert [r["step"] for r in records(out) if "event" not in r][-1] == 5
+
+
+def test_steps_and_epochs_in_one_place_are_refused_but_a_layer_may_replace_the_other(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--steps 5 and --epochs 2 both set the run's length; give one"):
+        RunConfig(steps=5, epochs=2)
+    result = cli("config", "show", "--steps", "5", "--epochs", "2")
+    assert result.exit_code == 2
+    assert result.output == "error: --steps 5 and --epochs 2 both set the run's length; give one\n"
+    # --epochs over a config file's steps, and --steps over a file's epochs: the flag decides.
+    file = tmp_path / "c.toml"
+    file.write_text("steps = 40\nbatch_size = 32\n")
+    shown = tomllib.loads(cli("config", "show", "--config", file, "--epochs", "3").output)
+    assert (shown["epochs"], shown["batch_size"], "steps" in shown) == (3.0, 32, False)
+    file.write_text("epochs = 4\n")
+    shown = tomllib.loads(cli("config", "show", "--config", file, "--steps", "9").output)
+    assert (shown["steps"], "epochs" in shown) == (9, False)
+
+
+def test_config_show_under_epochs_is_a_config_that_reruns_it(tmp_path: Path) -> None:
+    shown = cli("config", "show", *CLI_TINY, "--epochs", "2")
+    assert shown.exit_code == 0, shown.output
+    file = tmp_path / "shown.toml"
+    file.write_text(shown.output)
+    again = cli("config", "show", "--config", file)
+    assert again.exit_code == 0 and again.output == shown.output
