@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -13,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from ganforge_core import waiting
 from ganforge_core.errors import GanforgeError
 
 if TYPE_CHECKING:
@@ -68,7 +70,8 @@ class ProgressView:
     On a terminal (``live``): a rich progress bar with ETA, and under it the latest
     logged D and G losses, D(x), D(G(z)), D's accuracy on real and fake batches,
     img/s, both learning rates and the last
-    checkpoint; warnings (the health monitors' included) print above it. Elsewhere:
+    checkpoint; warnings (the health monitors' included) print above it, and the bars of
+    waits (:mod:`ganforge_core.waiting`: the evaluation's) below the training bar. Elsewhere:
     one plain line per log interval, with the learning rates and the last checkpoint.
     ``quiet`` shows nothing. ``console``: the rich console of the live view (tests capture it).
     """
@@ -82,10 +85,12 @@ class ProgressView:
         self._bar: Any = None
         self.stats: dict[str, float] = {}
         self.last_checkpoint: tuple[int, Path] | None = None
+        self._waits = contextlib.ExitStack()
         if self.live:
             self._bar = _live_progress(self.status, console)
-            self._task = self._bar.add_task("train", total=total, completed=start)
+            self._task = self._bar.add_task("training", total=total, completed=start)
             self._bar.start()
+            self._waits.enter_context(waiting.joining(self._bar))  # the evaluation's bar joins the view
 
     def update(self, step: int, stats: dict[str, float]) -> None:
         self.stats = dict(stats)
@@ -132,6 +137,7 @@ class ProgressView:
             print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
+        self._waits.close()
         if self._bar is not None:
             self._bar.stop()
 
@@ -154,7 +160,7 @@ def _live_progress(status: Any, console: Any) -> Any:
             yield Text(status(), no_wrap=True, overflow="ellipsis")
 
     return LiveProgress(
-        TextColumn("[bold]training"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ganforge_core import checkpoint as ckpt
-from ganforge_core import distributed
+from ganforge_core import distributed, waiting
 from ganforge_core.components import Logger, RunContext
 from ganforge_core.config import Chosen, Plan, RunConfig, resolve
 from ganforge_core.errors import BuildError, CheckpointError, ConfigError, GanforgeError, TrainingDiverged
@@ -90,8 +90,23 @@ def train(
     """Train the run ``config`` describes, or continue the one in ``resume``.
 
     When resuming, the run keeps its saved configuration; ``overrides`` may
-    change only ``steps`` (to train longer) and ``device``.
+    change only ``steps`` (to train longer) and ``device``. The waits before and after
+    the loop (the dataset, the evaluation) show bars where the live view would show.
     """
+    bars = (waiting.visible() if live is None else live) and not quiet and distributed.detect().main
+    with waiting.shown(bars):
+        return _train(config, resume=resume, overrides=overrides, plugins=plugins, live=live, quiet=quiet)
+
+
+def _train(
+    config: RunConfig | None,
+    *,
+    resume: Path | None,
+    overrides: dict[str, Any] | None,
+    plugins: Plugins | None,
+    live: bool | None,
+    quiet: bool,
+) -> RunResult:
     plugins = plugins or get_plugins()
     world = distributed.detect()  # torchrun's environment; one process without it
     notes: list[str] = []

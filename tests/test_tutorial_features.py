@@ -3,17 +3,20 @@ batches, runs measured in epochs, and progress bars on every long wait."""
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
+
 import pytest
 import torch
+from rich.console import Console
 from torch import Tensor, nn
 from typer.testing import CliRunner
 
-from ganforge_core import RunConfig, resolve
+from ganforge_core import RunConfig, resolve, waiting
 from ganforge_core.cli import app
 from ganforge_core.config import steps_for_epochs
 from ganforge_core.errors import ConfigError
@@ -157,3 +160,120 @@ def test_config_show_under_epochs_is_a_config_that_reruns_it(tmp_path: Path) -> 
     file.write_text(shown.output)
     again = cli("config", "show", "--config", file)
     assert again.exit_code == 0 and again.output == shown.output
+
+
+# -- progress bars on long waits ---------------------------------------------------------
+
+
+class Recorder:
+    """Stands in for the rich display that waits add their bars to; records what they do."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def add_task(self, description: str, total: float | None = None) -> int:
+        self.events.append(("add", description, total))
+        return len(self.events)
+
+    def advance(self, task: int, amount: float) -> None:
+        self.events.append(("advance", amount))
+
+    def update(self, task: int, description: str) -> None:
+        self.events.append(("describe", description))
+
+    def remove_task(self, task: int) -> None:
+        self.events.append(("remove",))
+
+
+def bars(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The bars added, with how far each advanced and what it said on the way."""
+    shown: list[tuple[Any, ...]] = []
+    for event in events:
+        if event[0] == "add":
+            shown.append((event[1], event[2], 0))
+        elif event[0] == "advance":
+            description, total, done = shown[-1]
+            shown[-1] = (description, total, done + event[1])
+    return shown
+
+
+def test_reading_a_folder_of_images_shows_a_bar_per_image(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from ganforge_datasets.folder import load_folder
+    from ganforge_datasets.options import FolderOptions
+
+    for i in range(3):
+        Image.new("RGB", (10, 12), (i * 80, 0, 0)).save(tmp_path / f"{i}.png")
+    recorder = Recorder()
+    with waiting.shown(True), waiting.joining(recorder):
+        dataset = load_folder(FolderOptions(root=tmp_path, size=8), None)  # type: ignore[arg-type]
+    assert len(dataset) == 3
+    assert bars(recorder.events) == [("reading 3 images", 3, 3)]
+    assert recorder.events[-1] == ("remove",)
+
+
+def test_training_the_digit_classifier_shows_a_bar_per_batch() -> None:
+    from ganforge_digit_metrics import classifier
+
+    labels = torch.arange(10).repeat_interleave(100)  # 100 digits per class: 80 train, 20 held out
+    images = torch.rand(1000, 1, 28, 28) * 2 - 1
+    recorder = Recorder()
+    with waiting.shown(True), waiting.joining(recorder):
+        classifier.train_classifier(images, labels)
+    steps = classifier.EPOCHS * (800 // classifier.BATCH)
+    assert bars(recorder.events) == [("training the MNIST classifier (once; it is cached)", steps, steps)]
+
+
+def run_recording(tmp_path: Path, name: str, **kwargs: Any) -> list[tuple[Any, ...]]:
+    recorder = Recorder()
+    config = tiny_config(tmp_path / name, steps=2, log_every=1, sample_every=0, metrics=["mixture-modes"])
+    with waiting.joining(recorder):
+        train(config, **kwargs)
+    return recorder.events
+
+
+def test_a_run_shows_bars_for_its_dataset_and_evaluation_unless_quiet_or_plain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)  # as on a terminal
+    monkeypatch.setattr(ProgressView, "__init__", plain_view(ProgressView.__init__))
+    events = run_recording(tmp_path, "terminal")
+    assert bars(events) == [("loading dataset ring-8", None, 0), ("evaluating", 1, 1)]
+    assert ("describe", "evaluating mixture-modes") in events
+    assert run_recording(tmp_path, "quiet", quiet=True) == []
+    assert run_recording(tmp_path, "plain", live=False) == []
+
+
+def plain_view(init: Any) -> Any:
+    """The progress view in plain lines even where stderr is a terminal (the test's recorder shows the bars)."""
+
+    def without_live(self: Any, total: int, start: int, live: bool | None = None, **kwargs: Any) -> None:
+        init(self, total, start, live=False, **kwargs)
+
+    return without_live
+
+
+def test_off_a_terminal_a_wait_shows_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert waiting.visible() is False  # pytest's stderr is no terminal
+    with waiting.progress("nothing to see", total=2) as wait:
+        wait.advance()
+        wait.describe("still nothing")
+    assert capsys.readouterr().err == ""
+
+
+def test_under_the_live_view_a_wait_is_a_second_bar_of_the_view() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, color_system=None)
+    view = ProgressView(total=10, start=0, live=True, console=console)
+    try:
+        with waiting.shown(True), waiting.progress("evaluating", total=2) as wait:
+            wait.advance()
+            assert [(t.description, t.total, t.completed) for t in view._bar.tasks] == [
+                ("training", 10, 0),
+                ("evaluating", 2, 1),
+            ]
+        assert [t.description for t in view._bar.tasks] == ["training"]
+    finally:
+        view.close()
+    with waiting.shown(True), waiting.progress("after the view", total=1):
+        assert [t.description for t in view._bar.tasks] == ["training"], "a closed view takes no more bars"
