@@ -1,4 +1,5 @@
-"""The catalogue of installed components, as data (for ``--json`` and docs) and as a table."""
+"""The catalogue of installed components, as data (plain text, for ``--json``), as tables
+(``ganforge plugins``) and as Markdown (docs/components.md)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def describe_options(component: Component) -> list[dict[str, Any]]:
 
 def _type_name(annotation: Any) -> str:
     if get_origin(annotation) is Literal:
-        return " \\| ".join(str(a) for a in get_args(annotation))
+        return " | ".join(str(a) for a in get_args(annotation))
     text = str(annotation) if get_args(annotation) else getattr(annotation, "__name__", str(annotation))
     return text.replace("typing.", "").replace("pathlib.", "").replace("|", "or")
 
@@ -63,21 +64,40 @@ def catalogue(registry: Registry | None = None) -> dict[str, Any]:
     }
 
 
-def print_catalogue(data: dict[str, Any]) -> None:
+def print_catalogue(data: dict[str, Any], console: Any = None) -> None:
+    """One table per plugin: kind and name, then the summary with the options and their
+    defaults under it, wrapped to the console's width (80 columns when not on a terminal).
+    Only the summary column wraps, so it keeps most of the width whatever the names."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="ganforge components", show_lines=True)
-    for column in ("plugin", "kind", "name", "options (default)"):
-        table.add_column(column, no_wrap=True)  # names stay whole; the summary wraps
-    table.add_column("summary", overflow="fold", ratio=1)
+    console = console or Console()
     order = {kind: i for i, kind in enumerate(KINDS)}
+    everything = [c for plugin in data["plugins"] for c in plugin["components"]]
+    # The same column widths in every plugin's table, so they line up.
+    kind_width = max((len(c["kind"]) for c in everything), default=4)
+    name_width = max((len(c["name"]) for c in everything), default=4)
     for plugin in data["plugins"]:
+        table = Table(
+            title=f"plugin {plugin['name']}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False
+        )
+        table.add_column("kind", no_wrap=True, min_width=kind_width)
+        table.add_column("name", no_wrap=True, min_width=name_width)
+        table.add_column("summary; options (default)", ratio=1, overflow="fold")
         for comp in sorted(plugin["components"], key=lambda c: (order[c["kind"]], c["name"])):
-            options = "\n".join(f"{o['name']}={o['default']}" for o in comp["options"]) or "-"
-            table.add_row(plugin["name"], comp["kind"], comp["name"], options, comp["summary"])
-    console = Console()
-    console.print(table)
+            options = ", ".join(f"{o['name']}={o['default']}" for o in comp["options"])
+            text = comp["summary"] + (f"\noptions: {options}" if options else "")
+            table.add_row(comp["kind"], comp["name"], Text(text))  # plain text: "[0, 1]" is no markup
+        if not plugin["components"]:
+            table.add_row("-", "-", "no components (lifecycle hooks or commands only)")
+        if console.is_terminal:
+            console.print(table, highlight=False)
+        else:  # a pipe or a file: the same lines without the cells' padding at their ends
+            with console.capture() as captured:
+                console.print(table, highlight=False)
+            console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
     for problem in data["problems"]:
         console.print(f"[yellow]problem:[/] plugin '{problem['plugin']}': {problem['reason']}", highlight=False)
 
@@ -119,5 +139,7 @@ def markdown(data: dict[str, Any]) -> str:
             if comp["options"]:
                 lines += ["", "| option | type | default | description |", "|---|---|---|---|"]
                 for o in comp["options"]:
-                    lines.append(f"| `{o['name']}` | {o['type']} | `{o['default']}` | {_cell(o['description'])} |")
+                    lines.append(
+                        f"| `{o['name']}` | {_cell(o['type'])} | `{o['default']}` | {_cell(o['description'])} |"
+                    )
     return "\n".join(lines) + "\n"

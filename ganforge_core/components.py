@@ -223,6 +223,12 @@ class GContext:
 class Loss:
     """An adversarial loss: one method per phase. Logits have shape ``[N]``."""
 
+    decision_threshold: float | None = 0.0
+    """The logit above which D calls a sample real (0 for a logit: D(x) > 1/2). D's accuracy
+    is logged from it: ``d/accuracy/real``, the share of real logits above it, and
+    ``d/accuracy/fake``, the share of fake logits below it. ``None``: D's output makes no
+    call on its own (a Wasserstein critic, a relativistic D), and no accuracy is logged."""
+
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor, ctx: DContext) -> Tensor:
         """The scalar (0-dim) tensor D minimises, from D's logits of the real and the fake batch."""
         raise NotImplementedError

@@ -9,9 +9,11 @@ filled in: written to the run directory, it reruns the same run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
@@ -124,7 +126,13 @@ class RunConfig(BaseModel):
         default=False, description="Class-conditional G and D, fed the dataset's labels (needs a labelled dataset)."
     )
     steps: Annotated[int, Flag("--steps")] = Field(
-        default=1500, ge=1, description="G steps to train (each after the schedule's D steps)."
+        default=1500, ge=1, description="G steps to train (each after the schedule's D steps); or give --epochs."
+    )
+    epochs: Annotated[float | None, Flag("--epochs", derived="none: --steps sets the length")] = Field(
+        default=None,
+        gt=0,
+        description="Passes over the dataset to train, instead of --steps: ceil(epochs x samples / "
+        "(batch size x D steps)) G steps, worked out once the dataset is loaded and shown as the run starts.",
     )
     batch_size: Annotated[int, Flag("--batch-size")] = Field(
         default=64, ge=1, description="Real samples per D step; under torchrun the global batch, split over the ranks."
@@ -205,6 +213,7 @@ class RunConfig(BaseModel):
             metrics: Sequence[ChoiceInput] | None = ...,
             conditional: bool = ...,
             steps: int = ...,
+            epochs: float | None = ...,
             batch_size: int = ...,
             lr_g: float | None = ...,
             lr_d: float | None = ...,
@@ -260,6 +269,12 @@ class RunConfig(BaseModel):
                 seen.add(name)
             kept.append(item)
         return kept
+
+    @model_validator(mode="after")
+    def _one_length(self) -> RunConfig:
+        if self.epochs is not None and "steps" in self.model_fields_set:
+            raise ConfigError(f"--steps {self.steps} and --epochs {self.epochs:g} both set the run's length; give one")
+        return self
 
     @field_validator("betas")
     @classmethod
@@ -325,6 +340,37 @@ class Plan:
         options = self.scheduler.options
         assert isinstance(options, ScheduleOptions) and options.d_steps is not None
         return options.d_steps
+
+
+LENGTH = ("steps", "epochs")  # the fields that set a run's length: a layer of settings that gives one replaces both
+
+
+def steps_for_epochs(epochs: float, samples: int, batch_size: int, d_steps: int) -> int:
+    """The G steps of ``epochs`` passes over ``samples``: each G step's ``d_steps`` D steps draw a batch each.
+
+    Exact for decimal epochs (0.1 is a tenth, not the float next to it): ``ceil(epochs * samples /
+    (batch_size * d_steps))``, at least 1.
+    """
+    return max(1, math.ceil(Fraction(repr(float(epochs))) * samples / (batch_size * d_steps)))
+
+
+def with_epochs_as_steps(plan: Plan, samples: int) -> tuple[Plan, str | None]:
+    """``plan`` with ``--epochs`` turned into ``steps`` for a dataset of ``samples``, and a line saying so.
+
+    The plan's configuration then holds the steps alone (``epochs`` None), so its
+    ``config.json`` reruns, and resumes, the same number of steps.
+    """
+    config = plan.config
+    if config.epochs is None:
+        return plan, None
+    steps = steps_for_epochs(config.epochs, samples, config.batch_size, plan.d_steps)
+    if steps >= 2**63:
+        raise ConfigError(f"--epochs {config.epochs:g} is {steps} steps, more than a step counter holds")
+    d_steps = f" x {plan.d_steps} D steps" if plan.d_steps > 1 else ""
+    note = (
+        f"--epochs {config.epochs:g} of {samples:,} samples at batch {config.batch_size}{d_steps}: {steps:,} steps"
+    )
+    return dataclasses.replace(plan, config=config.model_copy(update={"steps": steps, "epochs": None})), note
 
 
 def resolve(config: RunConfig, registry: Registry) -> Plan:

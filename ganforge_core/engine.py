@@ -315,9 +315,20 @@ class Engine:
                 "loss/d": total.detach(),
                 "d/real": real_logits.detach().mean(),
                 "d/fake": fake_logits.detach().mean(),
+                **self._accuracy(real_logits.detach(), fake_logits.detach()),
             }
         )
         return stats
+
+    def _accuracy(self, real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
+        """D's accuracy on this D step's batches, against the loss's decision threshold (on the device)."""
+        threshold = getattr(self.loss, "decision_threshold", None)
+        if threshold is None:
+            return {}
+        return {
+            "d/accuracy/real": (real_logits > threshold).float().mean(),
+            "d/accuracy/fake": (fake_logits < threshold).float().mean(),
+        }
 
     def d_reg_phase(self, real: Tensor, step: int, labels: Tensor | None = None, *, interval: int) -> dict[str, Tensor]:
         """D reg: one D update on the D penalties of ``interval`` (> 1), each multiplied by it.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -13,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from ganforge_core import waiting
 from ganforge_core.errors import GanforgeError
 
 if TYPE_CHECKING:
@@ -34,13 +36,24 @@ class MetricsLog:
         self._handle.close()
 
 
+ACCURACY = ("d/accuracy/real", "d/accuracy/fake")
+
+
 def format_stats(stats: dict[str, float]) -> str:
-    shown = ("loss/d", "loss/g", "d/real", "d/fake", "loss/gp", "img/s", "lr/g", "lr/d")
+    shown = ("loss/d", "loss/g", "d/real", "d/fake", *ACCURACY, "loss/gp", "img/s", "lr/g", "lr/d")
     return "  ".join(f"{k}={stats[k]:.3g}" for k in shown if k in stats)
 
 
 # What the live view shows of the logged statistics, and as what.
 LIVE_STATS = (("loss/d", "loss D"), ("loss/g", "G"), ("d/real", "D(x)"), ("d/fake", "D(G(z))"), ("loss/gp", "gp"))
+
+
+def _accuracy_text(stats: dict[str, float]) -> str:
+    """D's accuracy on the real and the fake batches, in percent, as the live view shows it."""
+    if not all(key in stats for key in ACCURACY):
+        return ""
+    real, fake = (stats[key] for key in ACCURACY)
+    return f"  D acc real {real:.0%} fake {fake:.0%}"
 
 
 def _duration(seconds: float) -> str:
@@ -55,8 +68,10 @@ class ProgressView:
     """What a run shows while it trains.
 
     On a terminal (``live``): a rich progress bar with ETA, and under it the latest
-    logged D and G losses, D(x), D(G(z)), img/s, both learning rates and the last
-    checkpoint; warnings (the health monitors' included) print above it. Elsewhere:
+    logged D and G losses, D(x), D(G(z)), D's accuracy on real and fake batches,
+    img/s, both learning rates and the last
+    checkpoint; warnings (the health monitors' included) print above it, and the bars of
+    waits (:mod:`ganforge_core.waiting`: the evaluation's) below the training bar. Elsewhere:
     one plain line per log interval, with the learning rates and the last checkpoint.
     ``quiet`` shows nothing. ``console``: the rich console of the live view (tests capture it).
     """
@@ -70,10 +85,12 @@ class ProgressView:
         self._bar: Any = None
         self.stats: dict[str, float] = {}
         self.last_checkpoint: tuple[int, Path] | None = None
+        self._waits = contextlib.ExitStack()
         if self.live:
             self._bar = _live_progress(self.status, console)
-            self._task = self._bar.add_task("train", total=total, completed=start)
+            self._task = self._bar.add_task("training", total=total, completed=start)
             self._bar.start()
+            self._waits.enter_context(waiting.joining(self._bar))  # the evaluation's bar joins the view
 
     def update(self, step: int, stats: dict[str, float]) -> None:
         self.stats = dict(stats)
@@ -103,6 +120,7 @@ class ProgressView:
         """The live view's lines under the bar."""
         stats = self.stats
         numbers = "  ".join(f"{label} {stats[key]:.3g}" for key, label in LIVE_STATS if key in stats)
+        numbers += _accuracy_text(stats)
         if "img/s" in stats:
             numbers += f"  {stats['img/s']:,.0f} img/s"
         rates = f"lr G {stats['lr/g']:.3g}  D {stats['lr/d']:.3g}" if "lr/g" in stats and "lr/d" in stats else "lr -"
@@ -119,6 +137,7 @@ class ProgressView:
             print(text, file=sys.stderr, flush=True)
 
     def close(self) -> None:
+        self._waits.close()
         if self._bar is not None:
             self._bar.stop()
 
@@ -141,7 +160,7 @@ def _live_progress(status: Any, console: Any) -> Any:
             yield Text(status(), no_wrap=True, overflow="ellipsis")
 
     return LiveProgress(
-        TextColumn("[bold]training"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

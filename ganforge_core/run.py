@@ -24,7 +24,7 @@ from ganforge_core import checkpoint as ckpt
 from ganforge_core import distributed
 from ganforge_core.batches import BatchSampler
 from ganforge_core.components import BuildContext, Dataset, Regularizer
-from ganforge_core.config import Chosen, Plan, resolve
+from ganforge_core.config import Chosen, Plan, resolve, with_epochs_as_steps
 from ganforge_core.engine import Engine, lazy_ratio, penalty_intervals
 from ganforge_core.fastpath import choose_fast_path, pick_device
 from ganforge_core.plugins import Plugins
@@ -53,9 +53,12 @@ class Run(Trained):
         self, plan: Plan, plugins: Plugins, run_dir: Path, world: distributed.World = distributed.SOLO
     ) -> None:
         self.world = world
-        config = plan.config
-        self.device = distributed.pick_device(world, config.device) if world.distributed else pick_device(config.device)
+        device = plan.config.device
+        self.device = distributed.pick_device(world, device) if world.distributed else pick_device(device)
         self.dataset: Dataset = build_dataset(plan, self.device)
+        # --epochs becomes steps here, where the dataset's size is known; the run's first line shows it.
+        plan, self.length_note = with_epochs_as_steps(plan, int(self.dataset.samples.shape[0]))
+        config = plan.config
         self.ctx = BuildContext(
             data_shape=self.dataset.shape,
             num_classes=self.dataset.num_classes,

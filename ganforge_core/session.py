@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ganforge_core import checkpoint as ckpt
-from ganforge_core import distributed, resuming
+from ganforge_core import distributed, resuming, waiting
 from ganforge_core.components import Logger, RunContext
 from ganforge_core.config import Chosen, Plan, RunConfig, resolve
 from ganforge_core.errors import (
@@ -73,8 +73,23 @@ def train(
     """Train the run ``config`` describes, or continue the one in ``resume``.
 
     When resuming, the run keeps its saved configuration; ``overrides`` may
-    change only ``steps`` (to train longer) and ``device``.
+    change only ``steps`` (to train longer) and ``device``. The waits before and after
+    the loop (the dataset, the evaluation) show bars where the live view would show.
     """
+    bars = (waiting.visible() if live is None else live) and not quiet and distributed.detect().main
+    with waiting.shown(bars):
+        return _train(config, resume=resume, overrides=overrides, plugins=plugins, live=live, quiet=quiet)
+
+
+def _train(
+    config: RunConfig | None,
+    *,
+    resume: Path | None,
+    overrides: dict[str, Any] | None,
+    plugins: Plugins | None,
+    live: bool | None,
+    quiet: bool,
+) -> RunResult:
     plugins = plugins or get_plugins()
     world = distributed.detect()  # torchrun's environment; one process without it
     notes: list[str] = []
@@ -85,7 +100,8 @@ def train(
         # continue the run it began in --out from its last checkpoint.
         assert config is not None
         notes.append(f"torchrun restart {restart}: resuming {out} from its last checkpoint")
-        resume, overrides = out, {"steps": config.steps, "device": config.device}
+        length = {"steps": config.steps} if config.epochs is None else {}  # epochs: the saved steps stand
+        resume, overrides = out, {**length, "device": config.device}
     if resume is not None:
         first = ckpt.latest_loadable(resume)
         changes = {**(overrides or {}), "out": str(resume)}
@@ -128,7 +144,7 @@ def train(
             if world.main:
                 _forget_records_after(run_dir / "metrics.jsonl", run.step, drop_eval=run.step >= plan.config.steps)
         if world.main:
-            write_config_files(run_dir, plan.config)
+            write_config_files(run_dir, run.plan.config)  # the run's: --epochs is steps by now
         return _loop(run, live=live, quiet=quiet, notes=notes, resumed=resumed)
     except Exception as exc:
         if world.distributed and not isinstance(exc, GanforgeError) and distributed.is_peer_failure(exc):
@@ -233,7 +249,8 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str], resumed
     for note in notes:
         view.message(f"warning: {note}")
     shared = world.describe(config.batch_size)
-    view.message(f"training on {run.device}; {shared + '; ' if shared else ''}{run.fast.describe()}")
+    length = f"{run.length_note}; " if run.length_note else ""
+    view.message(f"training on {run.device}; {length}{shared + '; ' if shared else ''}{run.fast.describe()}")
     loggers = Loggers(warn)
     counted, window_start = 0, time.perf_counter()
     checkpoint: Path | None = resumed  # the checkpoint of the step the run is at, once written

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge_core import checkpoint as ckpt
+from ganforge_core import waiting
 from ganforge_core.components import BuildContext, Dataset, Regularizer
 from ganforge_core.config import Chosen, Plan, RunConfig, resolve
 from ganforge_core.errors import CheckpointError, ConfigError
@@ -61,7 +62,8 @@ def build_dataset(plan: Plan, device: torch.device) -> Dataset:
         device=device,
         seed=config.seed,
     )
-    dataset: Dataset = plan.dataset.component.build(plan.dataset.options, data_ctx)
+    with waiting.progress(f"loading dataset {plan.dataset.component.name}"):  # its own bars nest under this
+        dataset: Dataset = plan.dataset.component.build(plan.dataset.options, data_ctx)
     if config.batch_size > len(dataset):
         raise ConfigError(
             f"--batch-size {config.batch_size} exceeds the {len(dataset)} samples of dataset '{config.dataset.name}'"
@@ -344,7 +346,8 @@ class Trained:
         results: dict[str, float] = {}
         shared = SharedSamples(self.generate)
         dataset = self.load_dataset()  # first: building it seeds the RNGs as a run does
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), waiting.progress("evaluating", total=len(chosen)) as wait:
             torch.manual_seed(self.plan.config.seed + 2)
             for metric in chosen:
                 missing = metric.component.requires - self.plan.dataset.traits
@@ -353,8 +356,10 @@ class Trained:
                         f"{metric.component.label} needs a {'/'.join(sorted(missing))} dataset; "
                         f"this run trained on '{self.plan.dataset.component.name}'"
                     )
+                wait.describe(f"evaluating {metric.component.name}")
                 values = metric.component.build(metric.options, self.ctx).compute(shared, dataset)
                 results.update({f"{metric.component.name}/{k}": float(v) for k, v in values.items()})
+                wait.advance()
         return results
 
     def _named_metric(self, text: str) -> Chosen:

@@ -450,7 +450,9 @@ def test_hook_ganforge_register_loggers(tmp_path: Path) -> None:
     )  # fmt: skip
     result = train(config, plugins=plugins, quiet=True)
     (tape, broken) = TapeLogger.tapes
-    stats = sorted(["loss/d", "loss/g", "d/real", "d/fake", "img/s", "lr/g", "lr/d"])
+    stats = sorted(
+        ["loss/d", "loss/g", "d/real", "d/fake", "d/accuracy/real", "d/accuracy/fake", "img/s", "lr/g", "lr/d"]
+    )
     assert tape == [
         ("start", "first", 0, 4),
         ("log", 2, stats),

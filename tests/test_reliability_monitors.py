@@ -21,7 +21,8 @@ import ganforge_monitors
 from ganforge_core import Dataset, RunConfig
 from ganforge_core.plugins import Plugins
 from ganforge_core.session import train
-from ganforge_monitors.monitors import KEY, State
+import ganforge_monitors.monitors as monitors
+from ganforge_monitors.monitors import KEY, Settings, State
 from test_reliability import TINY_MLP, records, tiny_config
 
 
@@ -68,7 +69,10 @@ def fake_run(loss: str = "non-saturating", **kwargs: Any) -> FakeRun:
     return run
 
 
-def feed(run: FakeRun, stats: Iterable[tuple[float, float]], first_step: int = 1, every: int = 10) -> None:
+WARMUP = ganforge_monitors.SETTINGS.warmup_steps
+
+
+def feed(run: FakeRun, stats: Iterable[tuple[float, float]], first_step: int = WARMUP, every: int = 10) -> None:
     for i, (d, g) in enumerate(stats):
         ganforge_monitors.ganforge_step_end(run=run, step=first_step + i * every, stats={"loss/d": d, "loss/g": g})
 
@@ -165,6 +169,26 @@ def test_identical_samples_are_warned_once_without_touching_the_rng() -> None:
     only(run.warnings, "mode collapse")
 
 
+def test_no_check_runs_before_the_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh G can look collapsed (a dcgan at 128x128 warned at step 2): nothing is judged before step WARMUP."""
+    drawn: list[int] = []
+    monkeypatch.setattr(monitors, "sample_spread", lambda run, n: drawn.append(n) or 0.0)
+    run = fake_run(generator=Spread(collapsed=True))
+    feed(run, d_winning(WARMUP - 1), first_step=1, every=1)  # steps 1 .. WARMUP - 1: D wins, G collapsed
+    assert (run.warnings, drawn, run.extra[KEY].intervals) == ([], [], 0)
+    feed(run, [(1.3, 0.8)], first_step=WARMUP)
+    assert drawn == [ganforge_monitors.SETTINGS.sample_size], "the first interval checked draws samples"
+    only(run.warnings, f"samples from G at step {WARMUP} are (almost) identical")
+
+
+def test_the_warm_up_is_a_setting() -> None:
+    run = FakeRun(config=RunConfig.model_validate(TINY_MLP), generator=Spread(collapsed=True))
+    settings = Settings(warmup_steps=0)
+    monitors.start(run, settings)
+    monitors.observe(run, 1, {"loss/d": 1.3, "loss/g": 0.8}, settings)
+    only(run.warnings, "samples from G at step 1 are (almost) identical")
+
+
 def test_varied_samples_are_not_collapse() -> None:
     run = fake_run(generator=Spread(collapsed=False))
     feed(run, healthy(3 * ganforge_monitors.SETTINGS.sample_every))
@@ -177,8 +201,8 @@ def test_varied_samples_are_not_collapse() -> None:
 def test_state_lives_on_each_run_not_in_the_module() -> None:
     winning, fine = fake_run(), fake_run()
     for (d_win, g_win), (d_ok, g_ok) in zip(d_winning(40), healthy(40), strict=True):
-        ganforge_monitors.ganforge_step_end(run=winning, step=1, stats={"loss/d": d_win, "loss/g": g_win})
-        ganforge_monitors.ganforge_step_end(run=fine, step=1, stats={"loss/d": d_ok, "loss/g": g_ok})
+        ganforge_monitors.ganforge_step_end(run=winning, step=WARMUP, stats={"loss/d": d_win, "loss/g": g_win})
+        ganforge_monitors.ganforge_step_end(run=fine, step=WARMUP, stats={"loss/d": d_ok, "loss/g": g_ok})
     assert len(winning.warnings) == 1 and fine.warnings == []
     assert isinstance(winning.extra[KEY], State) and winning.extra[KEY] is not fine.extra[KEY]
     # A resumed run gets a fresh context and fresh state from train_start.
@@ -200,7 +224,7 @@ def only_text(warnings: list[str]) -> str:
 
 def test_missing_or_non_finite_stats_are_ignored() -> None:
     run = fake_run()
-    for step in range(1, 40):
+    for step in range(WARMUP, WARMUP + 40):
         ganforge_monitors.ganforge_step_end(run=run, step=step, stats={"img/s": 10.0})
         ganforge_monitors.ganforge_step_end(run=run, step=step, stats={"loss/d": float("nan"), "loss/g": 1.0})
     assert run.warnings == []

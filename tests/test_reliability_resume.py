@@ -79,7 +79,9 @@ def case_config(case: str, out: Path) -> RunConfig:
 
 @pytest.fixture()
 def samples_drawn(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the monitors' draws from G, to show they happened."""
+    """Counts the monitors' draws from G, to show they happened; these runs are shorter than
+    the monitors' warm-up, so it is off."""
+    monkeypatch.setattr(ganforge_monitors, "SETTINGS", monitors.Settings(warmup_steps=0))
     calls: list[int] = []
     original = monitors.sample_spread
 

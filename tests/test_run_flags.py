@@ -21,7 +21,7 @@ from ganforge_core import RunConfig
 from ganforge_core.cli import app
 from ganforge_core.commands import training
 from ganforge_core.commands.common import FLAGS
-from ganforge_core.config import Flag, field_flags
+from ganforge_core.config import LENGTH, Flag, field_flags
 
 FIELDS = RunConfig.model_fields
 HELP_DEFAULT = re.compile(r" \[default: (?P<shown>[^\]]*)\]$")
@@ -37,6 +37,7 @@ SAMPLES: dict[str, tuple[list[str], Any]] = {
     "metrics": (["--metric", "none"], []),
     "conditional": (["--conditional"], True),
     "steps": (["--steps", "7"], 7),
+    "epochs": (["--epochs", "2.5"], 2.5),
     "batch_size": (["--batch-size", "3"], 3),
     "lr_g": (["--lr-g", "0.01"], 0.01),
     "lr_d": (["--lr-d", "0.02"], 0.02),
@@ -132,12 +133,15 @@ def captured(args: list[str]) -> training.Flags:
     return flags
 
 
-def test_every_flag_sets_its_field() -> None:
+@pytest.mark.parametrize("length", LENGTH)
+def test_every_flag_sets_its_field(length: str) -> None:
     assert set(SAMPLES) == set(FIELDS), "give each RunConfig field a sample flag here"
-    expected = RunConfig.model_validate({name: value for name, (_, value) in SAMPLES.items()})
+    # --steps and --epochs both set the run's length: one at a time
+    samples = {name: sample for name, sample in SAMPLES.items() if name == length or name not in LENGTH}
+    expected = RunConfig.model_validate({name: value for name, (_, value) in samples.items()})
     defaults = RunConfig()
-    assert [n for n in FIELDS if getattr(expected, n) == getattr(defaults, n)] == []  # each sample changes its field
-    flags = captured([arg for args, _ in SAMPLES.values() for arg in args])
+    assert [n for n in samples if getattr(expected, n) == getattr(defaults, n)] == []  # each sample changes its field
+    flags = captured([arg for args, _ in samples.values() for arg in args])
     assert flags.config() == expected
 
 

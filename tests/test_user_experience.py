@@ -213,6 +213,10 @@ def test_tensorboard_logger_writes_scalars_and_sample_grids(in_tmp: Path) -> Non
     events.Reload()
     assert [e.step for e in events.Scalars("loss/d")] == [2, 4, 6]
     assert {"loss/g", "img/s", "eval/mixture-modes/modes"} <= set(events.Tags()["scalars"])
+    logged = [json.loads(line) for line in (in_tmp / "tb" / "metrics.jsonl").read_text().splitlines()]
+    accuracy = [r["d/accuracy/real"] for r in logged if "d/accuracy/real" in r]
+    assert [e.value for e in events.Scalars("d/accuracy/real")] == pytest.approx(accuracy)
+    assert len(accuracy) == 3 and len(events.Scalars("d/accuracy/fake")) == 3
     assert [e.step for e in events.Images("samples")] == [3, 6]
     with Image.open(in_tmp / "tb" / "samples.png") as grid:
         assert (events.Images("samples")[-1].width, events.Images("samples")[-1].height) == grid.size

@@ -88,9 +88,12 @@ def evaluate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (shown only on a terminal).")] = False,
 ) -> None:
     """Evaluate a trained generator; writes eval.json beside the checkpoint."""
-    with user_errors():
+    from ganforge_core import waiting
+
+    with user_errors(), waiting.shown(waiting.visible() and not quiet):
         from ganforge_core.trained import load_trained
 
         trained = load_trained(source, device=device, warn=warn)

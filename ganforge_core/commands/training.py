@@ -23,7 +23,7 @@ import typer
 from pydantic.fields import FieldInfo
 
 from ganforge_core.commands.common import FLAGS, fail, not_main_rank, read_config_file, user_errors, warn_about_plugins
-from ganforge_core.config import Choice, Flag, RunConfig, field_flags
+from ganforge_core.config import LENGTH, Choice, Flag, RunConfig, field_flags
 from ganforge_core.presets import names as preset_names
 
 CHOICE_METAVAR = "NAME[:K=V,...]"
@@ -144,7 +144,19 @@ class Flags:
 
         from_preset = presets.load(self.preset) if self.preset else {}
         from_file = read_config_file(self.config_file) if self.config_file else {}
-        return RunConfig.model_validate({**from_preset, **from_file, **self.given})
+        return RunConfig.model_validate(layered(from_preset, from_file, self.given))
+
+
+def layered(*layers: dict[str, Any]) -> dict[str, Any]:
+    """The settings of ``layers``, each over the ones before. A layer that sets the run's length
+    (``steps`` or ``epochs``) replaces both: ``--epochs`` over a preset's steps is no conflict;
+    both in one layer are (RunConfig refuses them)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if any(layer.get(key) is not None for key in LENGTH):
+            merged = {k: v for k, v in merged.items() if k not in LENGTH}
+        merged.update(layer)
+    return merged
 
 
 def takes_run_flags(command: Callable[..., None]) -> Callable[..., None]:
@@ -202,7 +214,8 @@ def config_show(
     """Print the resolved configuration of a run (every default filled in) without training.
 
     Takes the same flags as 'ganforge run'. The output, saved to a file, is a valid
-    --config. 'out' is left out unless given: a run picks runs/<time>-... when it starts.
+    --config. 'out' is left out unless given: a run picks runs/<time>-... when it starts;
+    so is 'steps' under --epochs: a run works them out once its dataset is loaded.
     """
     with user_errors():
         from ganforge_core.config import resolve
@@ -211,7 +224,8 @@ def config_show(
 
         warn_about_plugins()
         resolved = resolve(flags.config(), get_plugins().registry).config
+    left_out = {"steps"} if resolved.epochs is not None else None
     if as_json:
-        typer.echo(resolved.model_dump_json(indent=2))
+        typer.echo(resolved.model_dump_json(indent=2, exclude=left_out))
     else:
-        typer.echo(toml_text(resolved.model_dump(mode="json")), nl=False)
+        typer.echo(toml_text(resolved.model_dump(mode="json", exclude=left_out)), nl=False)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ganforge_core import BuildContext, DataError, Dataset
+from ganforge_core.waiting import progress
 from ganforge_datasets.options import FolderOptions
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -60,7 +61,12 @@ def load_folder(options: FolderOptions, ctx: BuildContext) -> Dataset:
     if options.root is None:
         raise DataError("dataset 'folder' needs root=DIR, a directory of images (sub-folders are classes)")
     files, classes = find_images(options.root.expanduser())
-    images = np.stack([read_image(path, options.size, options.channels) for path, _ in files])
+    arrays = []
+    with progress(f"reading {len(files):,} images", total=len(files)) as wait:
+        for path, _ in files:
+            arrays.append(read_image(path, options.size, options.channels))
+            wait.advance()
+    images = np.stack(arrays)
     samples = torch.from_numpy(images) / 127.5 - 1.0
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
     return Dataset(

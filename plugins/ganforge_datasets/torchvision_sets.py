@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ganforge_core import BuildContext, DataError, Dataset
+from ganforge_core.waiting import progress
 from ganforge_datasets.options import TorchvisionOptions
 
 IDX_TYPES = {0x08: np.uint8}
@@ -112,18 +113,25 @@ def cifar_files(split: str) -> list[str]:
 
 def read_cifar(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = [], []
-    for name in cifar_files(split):
-        path = folder / name
-        try:
-            with path.open("rb") as handle:
-                batch = _ArraysOnly(handle, encoding="latin1").load()
-            data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-            targets = np.asarray(batch.get("labels", batch.get("fine_labels")), dtype=np.int64)
-        except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise DataError(f"cannot read CIFAR-10 batch {path}: {exc}") from None
-        images.append(data)
-        labels.append(targets)
+    names = cifar_files(split)
+    with progress("reading CIFAR-10 batches", total=len(names)) as wait:
+        for name in names:
+            images_in_batch, labels_in_batch = _read_cifar_batch(folder / name)
+            images.append(images_in_batch)
+            labels.append(labels_in_batch)
+            wait.advance()
     return np.concatenate(images), np.concatenate(labels)
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with path.open("rb") as handle:
+            batch = _ArraysOnly(handle, encoding="latin1").load()
+        data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        targets = np.asarray(batch.get("labels", batch.get("fine_labels")), dtype=np.int64)
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"cannot read CIFAR-10 batch {path}: {exc}") from None
+    return data, targets
 
 
 # -- downloads -------------------------------------------------------------------

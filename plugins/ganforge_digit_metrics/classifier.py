@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge_core.features import cache_dir
+from ganforge_core.waiting import progress
 
 VERSION = 1
 NAME = f"mnist-classifier-v{VERSION}"
@@ -114,15 +115,17 @@ def _train(images: Tensor, labels: Tensor) -> tuple[DigitClassifier, float]:
     steps = EPOCHS * (n_train // BATCH)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LR, total_steps=steps)
     model.train()
-    for _ in range(EPOCHS):
-        order = torch.randperm(n_train, generator=generator)
-        for start in range(0, n_train - BATCH + 1, BATCH):
-            batch = order[start : start + BATCH]
-            loss = F.cross_entropy(model(_shift(train_x[batch], generator)), train_y[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    with progress("training the MNIST classifier (once; it is cached)", total=steps) as wait:
+        for _ in range(EPOCHS):
+            order = torch.randperm(n_train, generator=generator)
+            for start in range(0, n_train - BATCH + 1, BATCH):
+                batch = order[start : start + BATCH]
+                loss = F.cross_entropy(model(_shift(train_x[batch], generator)), train_y[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                wait.advance()
     held_out = accuracy(model, images[held_rows], labels[held_rows])
     model.eval()
     return model, held_out

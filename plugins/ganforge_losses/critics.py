@@ -12,7 +12,12 @@ from ganforge_losses.options import WGANGPOptions, WGANOptions
 
 
 class WGANLoss(Loss):
-    """Wasserstein critic kept Lipschitz by clipping its weights (Arjovsky et al. 2017, Algorithm 1)."""
+    """Wasserstein critic kept Lipschitz by clipping its weights (Arjovsky et al. 2017, Algorithm 1).
+
+    A critic's scores are defined up to a constant, so no threshold separates real from fake.
+    """
+
+    decision_threshold = None
 
     def __init__(self, options: WGANOptions) -> None:
         self.clip = options.clip
@@ -32,6 +37,8 @@ class WGANLoss(Loss):
 
 class WGANGPLoss(Loss):
     """Wasserstein critic loss with a gradient penalty (Gulrajani et al. 2017, Algorithm 1)."""
+
+    decision_threshold = None  # a critic's scores are defined up to a constant
 
     def __init__(self, options: WGANGPOptions) -> None:
         self.options = options

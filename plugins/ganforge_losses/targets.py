@@ -45,8 +45,11 @@ class LeastSquaresLoss(Loss):
 
     D pulls real outputs to b (the real target) and fake outputs to a (the fake
     target); G pulls fake outputs to c. With a=0, b=1, c=1 this is the paper's
-    0-1 coding; label smoothing moves b.
+    0-1 coding; label smoothing moves b. D calls an output real above 0.5, halfway
+    between the 0-1 coding's targets.
     """
+
+    decision_threshold = 0.5
 
     def __init__(self, options: LeastSquaresOptions) -> None:
         self.options = options
@@ -67,7 +70,12 @@ class RelativisticAverageLoss(Loss):
     G: the same with the roles swapped, so it needs D's real logits too
     (``ctx.real_logits()``), and it is non-saturating: G's gradient does not
     vanish when D is confident.
+
+    Its raw logits make no call on their own (only their difference from the other
+    side's mean does), so it declares no decision threshold.
     """
+
+    decision_threshold = None
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor, ctx: DContext) -> Tensor:
         real_vs_fake = real_logits - fake_logits.mean()

@@ -1,14 +1,16 @@
 """Health monitors: warn once when a run takes a known failure shape.
 
 A built-in plugin (entry point ``monitors``) that implements lifecycle hooks
-only, so it registers no components. On every logged interval it looks for:
+only, so it registers no components. On every logged interval from step
+``SETTINGS.warmup_steps`` (50) on, once the networks have had a chance to
+train, it looks for:
 
 * **D wins**: ``loss/d`` near zero (below 0.05) in most of the last intervals
   (8 of 10) while ``loss/g`` climbs; skipped for Wasserstein losses, whose
   critic loss crosses zero in healthy runs.
 * **Frozen losses**: ``loss/d`` and ``loss/g`` unchanged (to ~1e-7 relative)
   for many consecutive intervals.
-* **Identical samples** (mode collapse): at the first interval and every few
+* **Identical samples** (mode collapse): at the first interval checked and every few
   after, a small batch from G (eval mode, ``no_grad``, inside
   ``torch.random.fork_rng``, so exact resume holds) whose per-feature spread
   is ~0 next to the data's.

@@ -1,7 +1,7 @@
 """The health checks behind the ``monitors`` plugin, kept apart from the hooks.
 
 Every check reads the averaged statistics of one logged interval (or, for the
-sample check, a small batch drawn from G) and keeps its memory in a
+sample check, a small batch drawn from G), from step ``Settings.warmup_steps`` on, and keeps its memory in a
 :class:`State` stored on the run's context, never in module globals: several
 runs may share a process. Each failure shape is reported at most once per run
 context, through ``run.warn``, which prints the line and records it in
@@ -28,6 +28,9 @@ KEY = "ganforge_monitors"
 class Settings:
     """Thresholds of the checks. Patience is counted in logged intervals."""
 
+    warmup_steps: int = 50
+    """No check before this step: fresh networks look unhealthy (G's BatchNorm running statistics,
+    which its eval-mode samples use, start at 0 and 1, so early samples can be near-identical)."""
     d_wins_loss: float = 0.05
     """``loss/d`` below this counts as D winning (losses that are not Wasserstein)."""
     d_wins_intervals: int = 10
@@ -81,6 +84,8 @@ def observe(run: Any, step: int, stats: dict[str, float], settings: Settings) ->
     try:
         if not isinstance(state, State):  # train_start was not seen (a hook called on its own)
             state = start(run, settings)
+        if step < state.settings.warmup_steps:
+            return
         state.intervals += 1
         d, g = stats.get("loss/d"), stats.get("loss/g")
         if d is not None and g is not None and math.isfinite(d) and math.isfinite(g):
