@@ -49,7 +49,7 @@ def stop_on_signals() -> Iterator[StopRequest]:
 
     def handler(signum: int, frame: Any) -> None:
         requested.signal = signum
-        signal.signal(signum, previous[signum])  # a second signal acts at once
+        signal.signal(signum, previous[signal.Signals(signum)])  # a second signal acts at once
         if requested.at_once:
             raise KeyboardInterrupt
 
