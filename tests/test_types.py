@@ -31,8 +31,7 @@ pytestmark = pytest.mark.types
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# plugins/ganforge_inception is left to issue 20's TF-FID work, which rewrites it.
-PLUGIN_HOOKS = sorted(p for p in ROOT.glob("plugins/*/__init__.py") if p.parent.name != "ganforge_inception")
+PLUGIN_HOOKS = sorted(ROOT.glob("plugins/*/__init__.py"))
 TARGETS = [
     ROOT / "ganforge_core" / "__init__.py",
     *PLUGIN_HOOKS,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ganforge_core import BuildContext, Metric, hookimpl
+from ganforge_core import BuildContext, Metric, Register, hookimpl
 from ganforge_inception.options import InceptionOptions
 
 INCEPTION = (
@@ -43,7 +43,7 @@ def _factory(name: str) -> Callable[[InceptionOptions, BuildContext], Metric]:
 
 
 @hookimpl
-def ganforge_register_metrics(register):
+def ganforge_register_metrics(register: Register) -> None:
     register(
         "inception-fid",
         _factory("InceptionFID"),
