@@ -120,7 +120,14 @@ def test_artifacts_are_the_sample_grids_and_the_final_files(
     assert top == {"results.json", "metrics.jsonl", "config.json", "config.toml", "losses.png"}
     for name in ("samples/samples.png", "results.json", "metrics.jsonl"):
         local = Path(client.download_artifacts(run_id, name, str(tmp_path)))
-        assert local.read_bytes() == (run_dir / Path(name).name).read_bytes(), name
+        expected = (run_dir / Path(name).name).read_bytes()
+        if name == "metrics.jsonl":
+            # Loggers end before the run records itself done (a crash in them leaves it unfinished
+            # for --resume), so the uploaded log is the file without its last line, the done event.
+            *kept, done = expected.splitlines(keepends=True)
+            assert json.loads(done) == {"step": 6, "event": "done"}
+            expected = b"".join(kept)
+        assert local.read_bytes() == expected, name
 
 
 def test_resume_continues_the_same_mlflow_run(logged: tuple[MlflowClient, Path, Any]) -> None:
