@@ -261,14 +261,16 @@ def toml_text(data: dict[str, Any]) -> str:
     is left out; in a run configuration that means "derive it", which is what ``None`` means there."""
     import tomli_w
 
-    return tomli_w.dumps(_without_none(data))
+    return tomli_w.dumps(without_none(data))
 
 
-def _without_none(value: Any) -> Any:
+def without_none(value: Any) -> Any:
+    """``value`` with the ``None`` entries of its dicts left out, in lists too (``regularizers``):
+    what a configuration looks like once written as TOML and read back."""
     if isinstance(value, dict):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
+        return {k: without_none(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_without_none(item) for item in value]
+        return [without_none(item) for item in value]
     return value
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ganforge_core import checkpoint as ckpt
 from ganforge_core.config import Plan, RunConfig, resolve
 from ganforge_core.errors import ConfigError, quote
+from ganforge_core.reporting import without_none
 
 if TYPE_CHECKING:
     from ganforge_core.distributed import World
@@ -89,17 +90,9 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         if isinstance(value, dict):
             flat.update(_flat(value, f"{prefix}{key}."))
         elif value is not None:
-            flat[f"{prefix}{key}"] = _without_none(value)
+            flat[f"{prefix}{key}"] = without_none(value)
     return flat
 
-
-def _without_none(value: Any) -> Any:
-    """``value`` with the ``None`` entries of its dicts left out, in lists too (``regularizers``)."""
-    if isinstance(value, dict):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_none(item) for item in value]
-    return value
 
 
 def load_run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +22,7 @@ def check_generator(
 ) -> None:
     """G maps ``n`` latents ``[n, z_dim]`` to ``n`` finite samples of ``data_shape``."""
     _check(isinstance(generator, nn.Module), f"a generator is a torch.nn.Module, got {type(generator).__name__}")
-    z_dim = getattr(generator, "z_dim", None)
+    z_dim: Any = getattr(generator, "z_dim", None)  # checked just below
     _check(
         isinstance(z_dim, int) and not isinstance(z_dim, bool) and z_dim >= 1,
         f"a generator has an integer attribute z_dim >= 1, got {z_dim!r}",
@@ -30,7 +31,6 @@ def check_generator(
         return  # declared: ganforge never trains this generator on a batch of one
     generator.train(training)
     with torch.no_grad():
-        assert isinstance(z_dim, int)  # checked above
         out = generator(torch.randn(n, z_dim, generator=_seeded(seed)))
     mode = "training" if training else "eval"
     _check(
@@ -74,9 +74,8 @@ def check_conditional_generator(
     """A generator built with ``conditional=True`` is called as ``G(z, labels)`` and the labels matter."""
     source = _seeded(seed)
     generator.eval()
-    z_dim = generator.z_dim
-    assert isinstance(z_dim, int), f"a generator has an integer attribute z_dim, got {z_dim!r}"
-    z = torch.randn(n, z_dim, generator=source)
+    # getattr: nn.Module types its attributes as Tensor | Module; a generator's z_dim is an int
+    z = torch.randn(n, int(getattr(generator, "z_dim")), generator=source)
     labels = torch.randint(num_classes, (n,), generator=source)
     with torch.no_grad():
         out = generator(z, labels)
