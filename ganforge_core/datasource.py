@@ -1,0 +1,47 @@
+"""The data-source contract: random access to a dataset's samples in their stored form.
+
+A dataset plugin returns a :class:`~ganforge_core.components.Dataset`. Small data
+is held as one tensor (``Dataset(samples=...)``); data of any size is a
+:class:`SampleSource`, read by index, so the core can keep it resident on the
+training device or stream it through worker processes, whichever fits.
+
+Images are stored as ``uint8`` in ``[0, 255]`` and become float32 in ``[-1, 1]``
+(``x / 127.5 - 1``) only on the training device; any other data (2-D points) is
+stored as float32 already in the model's scale. No torch import at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+StorageDtype = Literal["uint8", "float32"]
+
+
+@runtime_checkable
+class SampleSource(Protocol):
+    """Samples by index, in their stored dtype, on the CPU.
+
+    ``read`` is called in DataLoader worker processes, so a source must pickle
+    cheaply (paths and small indexes, never the pixels) and open its files lazily
+    in each process. It raises :class:`~ganforge_core.errors.DataError` naming
+    the file for an unreadable sample.
+    """
+
+    shape: tuple[int, ...]
+    """One sample's shape, ``(C, H, W)`` for images."""
+
+    dtype: StorageDtype
+    """``"uint8"`` for images in ``[0, 255]``, ``"float32"`` for data already in the model's scale."""
+
+    labels: Tensor | None
+    """int64 class labels, one per sample (held in memory), or None."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, indices: Sequence[int]) -> Tensor:
+        """The samples at ``indices`` as one ``[len(indices), *shape]`` tensor of ``dtype``."""
+        ...
