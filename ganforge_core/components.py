@@ -258,7 +258,8 @@ class Regularizer:
     ``g_penalty_every`` and :meth:`g_penalty` do the same for G (``"G reg"``, on
     the G steps k divides). Set either in ``__init__`` from options (R1's
     ``every``); it must be an int of at least 1. Terms are logged as
-    ``penalty/NAME`` (D) and ``penalty/g/NAME`` (G).
+    ``penalty/NAME`` (D) and ``penalty/g/NAME`` (G); anything else a regularizer
+    reports comes from :meth:`extra_stats`, logged as ``NAME/key``.
     """
 
     d_penalty_every: int = 1
@@ -294,6 +295,20 @@ class Regularizer:
 
     def after_d_step(self, discriminator: nn.Module) -> None:
         """Act on D after its optimizer stepped."""
+
+    def observe_d_logits(self, real_logits: Tensor, fake_logits: Tensor) -> None:
+        """D main's logits ``[N]`` of the real and the fake batch as D saw them (after every
+        ``transform_d_input``), detached, once per D main update, after D's optimizer stepped.
+
+        Not called in D reg or the G phases, nor for an update ``--on-nan skip`` dropped.
+        ADA's p follows ``sign(real_logits)`` from here, without a forward pass of its own.
+        """
+
+    def extra_stats(self) -> dict[str, Tensor]:
+        """Named detached scalar (0-dim) tensors, read after each D main update (after
+        :meth:`observe_d_logits`) and logged as ``NAME/key`` for the regularizer ``NAME``
+        (``ada/p``), averaged over the logging window like every statistic."""
+        return {}
 
     def after_g_step(self, generator: nn.Module, step: int) -> None:
         """Observe G after its optimizer stepped (an EMA of G, say)."""

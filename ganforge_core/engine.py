@@ -310,14 +310,26 @@ class Engine:
         if self._drop(total, "D"):
             return {**stats, "loss/d": total.detach()}
         self._d_update(total)
+        real_seen, fake_seen = real_logits.detach(), fake_logits.detach()
         stats.update(
             {
                 "loss/d": total.detach(),
-                "d/real": real_logits.detach().mean(),
-                "d/fake": fake_logits.detach().mean(),
-                **self._accuracy(real_logits.detach(), fake_logits.detach()),
+                "d/real": real_seen.mean(),
+                "d/fake": fake_seen.mean(),
+                **self._accuracy(real_seen, fake_seen),
+                **self._observed_by_regularizers(real_seen, fake_seen),
             }
         )
+        return stats
+
+    def _observed_by_regularizers(self, real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
+        """D main's logits to every regularizer's ``observe_d_logits``; their ``extra_stats`` as ``NAME/key``."""
+        stats: dict[str, Tensor] = {}
+        for name, reg in self.regularizers.items():
+            reg.observe_d_logits(real_logits, fake_logits)
+            for key, value in reg.extra_stats().items():
+                traincheck.scalar(value, self.owners(f"regularizer:{name}"), f"extra_stats()[{key!r}]", what="a statistic")
+                stats[f"{name}/{key}"] = value.detach()
         return stats
 
     def _accuracy(self, real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:

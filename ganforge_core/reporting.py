@@ -40,12 +40,20 @@ ACCURACY = ("d/accuracy/real", "d/accuracy/fake")
 
 
 def format_stats(stats: dict[str, float]) -> str:
-    shown = ("loss/d", "loss/g", "d/real", "d/fake", *ACCURACY, "loss/gp", "img/s", "lr/g", "lr/d")
+    shown = ("loss/d", "loss/g", "d/real", "d/fake", *ACCURACY, "loss/gp", "ada/p", "img/s", "lr/g", "lr/d")
     return "  ".join(f"{k}={stats[k]:.3g}" for k in shown if k in stats)
 
 
 # What the live view shows of the logged statistics, and as what.
-LIVE_STATS = (("loss/d", "loss D"), ("loss/g", "G"), ("d/real", "D(x)"), ("d/fake", "D(G(z))"), ("loss/gp", "gp"))
+# loss/gp is wgan-gp's penalty, ada/p the augmentation probability of the ada regularizer.
+LIVE_STATS = (
+    ("loss/d", "loss D"),
+    ("loss/g", "G"),
+    ("d/real", "D(x)"),
+    ("d/fake", "D(G(z))"),
+    ("loss/gp", "gp"),
+    ("ada/p", "ADA p"),
+)
 
 
 def _accuracy_text(stats: dict[str, float]) -> str:
@@ -68,7 +76,7 @@ class ProgressView:
     """What a run shows while it trains.
 
     On a terminal (``live``): a rich progress bar with ETA, and under it the latest
-    logged D and G losses, D(x), D(G(z)), D's accuracy on real and fake batches,
+    logged D and G losses, D(x), D(G(z)), D's accuracy on real and fake batches, ADA's p,
     img/s, both learning rates and the last
     checkpoint; warnings (the health monitors' included) print above it, and the bars of
     waits (:mod:`ganforge_core.waiting`: the evaluation's) below the training bar. Elsewhere:

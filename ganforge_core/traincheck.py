@@ -37,14 +37,14 @@ def _described(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def scalar(value: Any, who: str, method: str, *, optional: bool = False) -> None:
-    """A loss or penalty: a 0-dim floating tensor (or None, for a penalty)."""
+def scalar(value: Any, who: str, method: str, *, optional: bool = False, what: str | None = None) -> None:
+    """A loss, penalty or statistic (``what`` names it): a 0-dim floating tensor (or None, for a penalty)."""
     if optional and value is None:
         return
     if isinstance(value, Tensor) and value.dim() == 0 and value.dtype.is_floating_point:
         return
     wanted = "None or a scalar (0-dim) floating tensor" if optional else "a scalar (0-dim) floating tensor"
-    kind = "a penalty" if optional else "a loss"
+    kind = what or ("a penalty" if optional else "a loss")
     raise ContractError(f"{who}: {method} returned {_described(value)}; {kind} returns {wanted}")
 
 

@@ -14,7 +14,8 @@ from ganforge_core.testing.objects import TinyCritic, TinyGenerator, _check, _fi
 
 
 def check_regularizer(regularizer: Regularizer, real: Tensor, seed: int = 0, *, traits: Iterable[str] = ()) -> None:
-    """Every hook point of a regularizer on a batch ``real`` of at least two samples: shapes, targets, penalty, state.
+    """Every hook point of a regularizer on a batch ``real`` of at least two samples: shapes, targets, penalty,
+    observed logits and statistics, state.
 
     A D penalty must reach D's parameters (its gradient is the derivative of its
     value) and, where ``traits`` declare its batch (``penalty-on-real``,
@@ -63,6 +64,9 @@ def check_regularizer(regularizer: Regularizer, real: Tensor, seed: int = 0, *, 
             _check_d_penalty(regularizer, penalty, d_ctx, traits, seed)
         _check_g_penalty(regularizer, critic, generator, seen_real, targets)
         regularizer.after_d_step(critic)
+        with torch.no_grad():
+            regularizer.observe_d_logits(critic(seen_real), critic(seen_fake))
+        _check_extra_stats(regularizer.extra_stats())
         regularizer.after_g_step(generator, 1)
         sampler = regularizer.sampling_generator()
         if sampler is not None:
@@ -72,6 +76,21 @@ def check_regularizer(regularizer: Regularizer, real: Tensor, seed: int = 0, *, 
         state = regularizer.state_dict()
         _check(isinstance(state, dict), "state_dict() must return a dict")
         regularizer.load_state_dict(state)
+
+
+def _check_extra_stats(stats: object) -> None:
+    """``extra_stats()``: a dict of names to detached scalar floating tensors (logged as ``NAME/key``)."""
+    _check(isinstance(stats, dict), f"extra_stats() must return a dict, got {stats!r}")
+    assert isinstance(stats, dict)
+    for key, value in stats.items():
+        _check(
+            isinstance(key, str) and "/" not in key,
+            f"extra_stats() keys are plain names (logged as NAME/key), got {key!r}",
+        )
+        _check(
+            isinstance(value, Tensor) and value.dim() == 0 and value.is_floating_point() and not value.requires_grad,
+            f"extra_stats()[{key!r}] must be a detached scalar (0-dim) floating tensor, got {value!r}",
+        )
 
 
 def _check_d_penalty(
