@@ -60,6 +60,8 @@ REFUSED = {
     ),
     "packing+conditional": (DCGAN, {"regularizers": ["packing"], "conditional": True}, ("'packing'", "--conditional")),
     "diffaugment-on-vectors": (MLP, {"regularizers": ["diffaugment"]}, ("'diffaugment'", "image", "'ring-8'")),
+    "ada-on-vectors": (MLP, {"regularizers": ["ada"]}, ("'ada'", "image", "'ring-8'")),
+    "ada-with-an-unknown-op": (DCGAN, {"regularizers": ["ada:ops=blit+twirl"]}, ("'ada'", "unknown augmentation")),
     "diffaugment-with-no-policy": (
         DCGAN,
         {"regularizers": ["diffaugment:color=0,translation=0,cutout=0"]},
@@ -110,6 +112,9 @@ ALLOWED = {
     "packing-m-dividing-batch": (MLP, {"regularizers": ["packing:m=4"]}),
     "diffaugment+packing-on-images": (DCGAN, {"regularizers": ["diffaugment", "packing"]}),
     "ema+conditional": (DCGAN, {"regularizers": ["ema"], "conditional": True}),
+    # ADA augments each image before packing, and R1 reads D's gradient at the augmented reals.
+    "ada+r1+packing": (DCGAN, {"regularizers": ["ada:ops=geom", "r1", "packing"]}),
+    "ada+conditional": (DCGAN, {"regularizers": ["ada"], "conditional": True}),
     "everything-compatible": (
         DCGAN,
         {
@@ -220,6 +225,7 @@ NEW_COMPONENTS = {
     "reg-ema": [*TINY, "--reg", "ema:decay=0.9,start=2"],
     "reg-instance-noise-cosine": [*TINY, "--reg", "instance-noise:anneal=cosine"],
     "reg-diffaugment": [*TINY_IMAGES, "--reg", "diffaugment", "--reg", "packing", "--metric", "none"],
+    "reg-ada+lazy-r1": [*TINY_IMAGES, "--reg", "ada:p=0.5,interval=1", "--reg", "r1:every=2", "--metric", "none"],
     "sched-linear-decay": [*TINY, "--sched", "linear-decay:warmup=2,end=0.1"],
     "sched-cosine": [*TINY, "--sched", "cosine:warmup=1"],
     "sched-step": [*TINY, "--sched", "step:every=2,gamma=0.5,d_steps=2"],
