@@ -23,13 +23,15 @@ from typer.testing import CliRunner
 from ganforge_ada.adaptive import ADA
 from ganforge_ada.augment import augment
 from ganforge_ada.options import OPS, ADAOptions
-from ganforge_core import ConfigError, RunConfig, resolve
+from ganforge_core import ConfigError, Regularizer, RunConfig, resolve
 from ganforge_core import checkpoint as ckpt
 from ganforge_core.cli import app
+from ganforge_core.errors import ContractError
 from ganforge_core.plugins import get_plugins
 from ganforge_core.reporting import ProgressView, format_stats
 from ganforge_core.run import Run
 from ganforge_core.session import Interrupted, train
+from ganforge_core.testing import check_regularizer
 from support import caching_registry
 from test_reliability import SignalAt, assert_identical, records
 from test_reliability_resume import plugins_with
@@ -261,3 +263,29 @@ def test_the_progress_view_shows_p() -> None:
     view.update(5, {"loss/d": 1.0, "ada/p": 0.25})
     assert "ADA p 0.25" in view.status()
     assert "ada/p=0.25" in format_stats({"ada/p": 0.25})
+
+
+def test_the_engine_refuses_a_statistic_that_is_not_a_scalar_naming_the_regularizer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = build_run(tmp_path, ["ada"])
+    monkeypatch.setattr(run.regularizers["ada"], "extra_stats", lambda: {"p": torch.zeros(2)})
+    with pytest.raises(ContractError, match=r"'ada'.*extra_stats\(\)\['p'\] returned .*a statistic returns a scalar"):
+        run.engine.d_phase(run.engine.batches.next(), step=0)
+
+
+class GraphInStats(Regularizer):
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def extra_stats(self) -> dict[str, Any]:
+        return {"x": self.value}
+
+
+@pytest.mark.parametrize(
+    "value", [torch.ones((), requires_grad=True) * 2, torch.zeros(3), 0.5], ids=["with-graph", "vector", "float"]
+)
+def test_check_regularizer_refuses_statistics_that_are_not_detached_scalars(value: Any) -> None:
+    check_regularizer(GraphInStats(torch.tensor(0.5)), torch.randn(4, 2))  # a detached scalar passes
+    with pytest.raises(AssertionError, match=r"extra_stats\(\)\['x'\] must be a detached scalar"):
+        check_regularizer(GraphInStats(value), torch.randn(4, 2))
