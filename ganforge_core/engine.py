@@ -327,8 +327,9 @@ class Engine:
         stats: dict[str, Tensor] = {}
         for name, reg in self.regularizers.items():
             reg.observe_d_logits(real_logits, fake_logits)
+            who = self.owners(f"regularizer:{name}")
             for key, value in reg.extra_stats().items():
-                traincheck.scalar(value, self.owners(f"regularizer:{name}"), f"extra_stats()[{key!r}]", what="a statistic")
+                traincheck.scalar(value, who, f"extra_stats()[{key!r}]", what="a statistic")
                 stats[f"{name}/{key}"] = value.detach()
         return stats
 

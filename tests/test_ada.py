@@ -149,7 +149,9 @@ def test_rotate90_turns_by_whole_quarter_turns() -> None:
     x = rgb_batch(32)
     torch.manual_seed(5)
     out = augment(x, 1.0, ("rotate90",))
-    turns = [next(k for k in range(4) if torch.equal(o, torch.rot90(s, k, dims=(1, 2)))) for o, s in zip(out, x, strict=True)]
+    turns = [
+        next(k for k in range(4) if torch.equal(o, torch.rot90(s, k, dims=(1, 2)))) for o, s in zip(out, x, strict=True)
+    ]
     assert set(turns) == {0, 1, 2, 3}
 
 
