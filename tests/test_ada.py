@@ -4,7 +4,8 @@ p moves by ``sign(r_t - target) * batch_size * interval / (kimg * 1000)`` after 
 ``interval`` D updates, within [0, 1]; every op is the identity at p = 0, changes the
 batch at p = 1 and passes gradients; the engine hands D main's logits to
 ``observe_d_logits`` and logs ``extra_stats`` as ``NAME/key``; p survives a checkpoint
-and a resume; the run logs ``ada/p`` and the live view shows it.
+and a resume; under torchrun the ranks agree on p; the run logs ``ada/p`` and the live
+view shows it.
 """
 
 from __future__ import annotations
@@ -291,3 +292,28 @@ def test_check_regularizer_refuses_statistics_that_are_not_detached_scalars(valu
     check_regularizer(GraphInStats(torch.tensor(0.5)), torch.randn(4, 2))  # a detached scalar passes
     with pytest.raises(AssertionError, match=r"extra_stats\(\)\['x'\] must be a detached scalar"):
         check_regularizer(GraphInStats(value), torch.randn(4, 2))
+
+
+def _rank_observes(rank: int, address: str, out: str) -> None:
+    """One of two gloo ranks: D calls every real real on rank 0 and half of them on rank 1."""
+    torch.distributed.init_process_group("gloo", init_method=address, rank=rank, world_size=2)
+    try:
+        reg = ada(batch_size=32, interval=1, kimg=1.0, p=0.5)
+        reg.observe_d_logits(logits_with_rt(1.0 if rank == 0 else 0.0), torch.zeros(20))
+        Path(out, f"p{rank}").write_text(repr(float(reg.p)))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_under_torchrun_the_ranks_add_their_signs_and_hold_the_same_p(tmp_path: Path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    mp.spawn(_rank_observes, args=(f"tcp://127.0.0.1:{port}", str(tmp_path)), nprocs=2, join=True)
+    # r_t over both ranks is (1 + 0) / 2 = 0.5 < 0.6: p falls on both (alone, rank 0's would rise)
+    p = [float((tmp_path / f"p{rank}").read_text()) for rank in range(2)]
+    assert p == pytest.approx([0.5 - 0.032, 0.5 - 0.032], abs=1e-7)
