@@ -188,6 +188,8 @@ def test_the_preset_ramps_lr_gamma_and_the_ema_half_life_from_start_to_end() -> 
     assert ema.decay_at(steps) == ema.decay
     half_life = math.log(0.5) / math.log(ema.decay)
     assert math.log(0.5) / math.log(ema.decay_at(steps // 2)) == pytest.approx(half_life / 2, rel=1e-6)
+    # On a cosine, not a line: a quarter of the way it is (1 - cos(pi / 4)) / 2 = 0.146 of the end's.
+    assert math.log(0.5) / math.log(ema.decay_at(steps // 4)) == pytest.approx(half_life * 0.14645, rel=1e-4)
 
 
 def test_the_ema_ramp_sets_the_weight_of_each_update() -> None:
