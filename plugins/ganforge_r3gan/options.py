@@ -28,7 +28,7 @@ class GeneratorOptions(_NetworkOptions):
 
 
 class DiscriminatorOptions(_NetworkOptions):
-    pass
+    """The stage options alone: D mirrors G's stages."""
 
 
 def resolution_plan(side: int) -> tuple[int, int]:
