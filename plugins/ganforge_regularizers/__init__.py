@@ -118,8 +118,8 @@ def ganforge_register_regularizers(register: Register) -> None:
         _ema,
         options=EMAOptions,
         summary="exponential moving average of G, used for samples and metrics",
-        # Before `start` the update reads the step number; afterwards it is tensors alone.
-        traits=lambda o: {"ema"} | ({"graph-safe"} if o.start == 0 else set()),
+        # Before `start` and during `ramp` the update reads the step number; afterwards it is tensors alone.
+        traits=lambda o: {"ema"} | ({"graph-safe"} if o.start == 0 and o.ramp == 0 else set()),
         paper="Yazıcı et al. 2019, 'The unusual effectiveness of averaging in GAN training'; "
         "Karras et al. 2018, 'Progressive growing of GANs'",
     )

@@ -49,12 +49,13 @@ class GeneratorEMA(Regularizer):
 
     The copy is made from G when first needed, after every regularizer has
     wrapped G and the run has moved it to its device. Updates are in-place
-    ``lerp_`` on tensors with a constant weight, so with ``start=0`` a CUDA graph
-    may capture them.
+    ``lerp_`` on tensors with a constant weight, so with ``start=0`` and ``ramp=0`` a
+    CUDA graph may capture them. ``ramp=N`` raises the half-life from 0 to decay's over
+    the first N G steps on a cosine, as R3GAN's EMA scheduler does.
     """
 
     def __init__(self, options: EMAOptions) -> None:
-        self.decay = options.decay
+        self.options = options
         self.start = options.start
         self._generator: nn.Module | None = None
         self._average: nn.Module | None = None
@@ -78,7 +79,7 @@ class GeneratorEMA(Regularizer):
     @torch.no_grad()
     def after_g_step(self, generator: nn.Module, step: int) -> None:
         average = self._average_of(generator)
-        weight = 1.0 if step <= self.start else 1.0 - self.decay
+        weight = 1.0 if step <= self.start else 1.0 - self.options.decay_at(step)
         for mine, theirs in zip(_tensors(average), _tensors(generator), strict=True):
             if id(mine) in self._vectors:
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -21,6 +22,20 @@ class EMAOptions(Options):
     start: int = Field(
         0, ge=0, le=10**9, description="G steps during which the copy follows G exactly before averaging begins"
     )
+    ramp: int = Field(
+        0,
+        ge=0, le=10**9,
+        description="G steps over which the average's half-life rises on a cosine from 0 to decay's (R3GAN); "
+        "0: decay from the first step",
+    )
+
+    def decay_at(self, step: int) -> float:
+        """The decay at G step ``step``: ``decay``, or during the ramp ``0.5 ** (1 / h)`` for the half-life
+        ``h`` (in G steps) on its cosine from 0 to decay's half-life ``log 0.5 / log decay``."""
+        if step >= self.ramp or self.decay == 0.0:
+            return self.decay
+        half_life = math.log(0.5) / math.log(self.decay) * (1 - math.cos(math.pi * step / self.ramp)) / 2
+        return 0.5 ** (1 / half_life) if half_life > 0 else 0.0
 
 
 class InstanceNoiseOptions(Options):
