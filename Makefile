@@ -35,4 +35,4 @@ docs: $(STAMP)
 	$(BIN)/mkdocs build --strict $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info runs site .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info runs site .pytest_cache .hypothesis .mypy_cache

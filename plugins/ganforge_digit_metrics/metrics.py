@@ -25,8 +25,22 @@ def load_classifier() -> clf.Loaded:
     """The cached classifier for the current ``$GANFORGE_CACHE``, loaded once per process."""
     directory = clf.cache_dir()
     if directory not in _LOADED:
-        _LOADED[directory] = clf.load_or_train(directory)
+        loaded = clf.load_or_train(directory)
+        loaded.model.to(memory_format=torch.channels_last)  # see CHUNK
+        _LOADED[directory] = loaded
     return _LOADED[directory]
+
+
+# Digits per forward pass of the classifier. In channels-last, in chunks of 256, its features
+# took 0.3-0.45x the time of plain 2,048-digit chunks on one CPU thread (2026-12-02, 4,096
+# digits): the activations of a small chunk stay in the cache.
+CHUNK = 256
+
+
+def _features(model: clf.DigitClassifier, digits: Tensor) -> Tensor:
+    """Features ``[N, 128]`` of ``[N, 1, 28, 28]`` digits, chunk by chunk in channels-last."""
+    chunks = [model.features(c.contiguous(memory_format=torch.channels_last)) for c in digits.split(CHUNK)]
+    return torch.cat(chunks)
 
 
 def _as_digits(images: Tensor) -> Tensor:
@@ -49,7 +63,7 @@ def split_features() -> tuple[Tensor, Tensor]:
         images, labels = clf.read_mnist_5k()
         train_rows, held_rows = clf.split(labels)
         model = load_classifier().model
-        _SPLIT[directory] = (model.features(images[held_rows]), model.features(images[train_rows]))
+        _SPLIT[directory] = (_features(model, images[held_rows]), _features(model, images[train_rows]))
     return _SPLIT[directory]
 
 
@@ -85,12 +99,8 @@ def digit_outputs(images: Tensor) -> tuple[Tensor, Tensor]:
     """Predicted digits ``[N, C]`` and features ``[N, C*128]`` of images in ``[-1, 1]``."""
     model = load_classifier().model
     n, c = images.shape[:2]
-    predictions, features = [], []
-    for chunk in _as_digits(images).split(2048):
-        hidden = model.features(chunk)
-        features.append(hidden)
-        predictions.append(model.head(hidden).argmax(1))
-    return torch.cat(predictions).reshape(n, c), torch.cat(features).reshape(n, -1)
+    features = _features(model, _as_digits(images))
+    return model.head(features).argmax(1).reshape(n, c), features.reshape(n, -1)
 
 
 def record_provenance(metric: str, n_real: int, n_fake: int) -> None:
