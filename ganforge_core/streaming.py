@@ -107,12 +107,13 @@ class StreamingSampler:
             prefetch_factor=self.prefetch if self.workers else None,
             pin_memory=self.device.type == "cuda",
             timeout=STALL_SECONDS if self.workers else 0,
+            # The workers' base seed comes from this generator, not the training RNG stream.
+            generator=torch.Generator().manual_seed(self._args[2]),
         )
         return iter(loader)
 
     def _read(self, expected: int) -> Tensor:
-        if self._stream is None:
-            self._stream = self._start()
+        assert self._stream is not None
         try:
             stored = next(self._stream)
         except RuntimeError as exc:  # a worker killed, or no batch within STALL_SECONDS
@@ -132,7 +133,9 @@ class StreamingSampler:
 
     def draw(self, out: Batch | None = None) -> Batch:
         """The next batch (float32, the model's scale, on :attr:`device`), into ``out`` when given."""
-        index = self._order.next()  # the committed order: the batch the workers read first
+        if self._stream is None:
+            self._stream = self._start()  # the workers read on from the committed order's state
+        index = self._order.next()  # the batch the workers read first
         stored = self._read(index.numel()).to(self.device, non_blocking=True)
         if self.mirror:
             stored = mirrored(stored, index.to(self.device, non_blocking=True), self.count)
