@@ -34,7 +34,11 @@ class Batches(Protocol):
 
     device: torch.device
     batch_size: int
-    epoch: int
+
+    @property
+    def epoch(self) -> int:
+        """Epochs begun (a permutation is drawn at the first batch of each)."""
+        ...
 
     def draw(self, out: Batch | None = None) -> Batch:
         """The next batch as float32 in the model's scale on :attr:`device` (into ``out`` when given)."""
