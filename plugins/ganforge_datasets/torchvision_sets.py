@@ -182,7 +182,7 @@ def make_loader(source: Source) -> Callable[[TorchvisionOptions, BuildContext], 
             raise DataError(f"dataset '{source.name}': {folder} holds no images")
         if labels.min() < 0 or labels.max() >= source.num_classes:
             raise DataError(f"dataset '{source.name}': labels outside 0..{source.num_classes - 1} in {folder}")
-        samples = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
+        samples = torch.from_numpy(np.array(images, dtype=np.uint8))  # a copy: idx bytes are read-only
         if options.size != samples.shape[-1]:
             resized = F.interpolate(samples.float(), size=options.size, mode="bilinear", align_corners=False)
             samples = resized.round().clamp(0, 255).to(torch.uint8)
