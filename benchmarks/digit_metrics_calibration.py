@@ -79,10 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         entry = registry.get("metric", name)
         metrics[name] = entry.build(entry.validate({}), ctx)
 
-    never_seen = digits.samples[split(digits.labels)[1]]  # the classifier's 1,000 held-out digits
+    pixels = digits.take(range(len(digits)))  # float32 in [-1, 1]
+    never_seen = pixels[split(digits.labels)[1]]  # the classifier's 1,000 held-out digits
     rows = []
     for label in chosen:
-        changed = DEFECTS[label](digits.samples).clamp(-1, 1)
+        changed = DEFECTS[label](pixels).clamp(-1, 1)
 
         def generate(n: int, changed: Tensor = changed) -> Tensor:
             return changed[torch.randint(len(changed), (n,))]

@@ -613,7 +613,7 @@ def run_case(
                     plan=plan,
                     ctx=run.ctx,
                     device=device,
-                    host_samples=run.dataset.samples,
+                    host_samples=run.dataset.take(range(len(run.dataset))),  # float32 in the model's scale
                     init_g=_cpu_state(run.generator),
                     init_d=_cpu_state(run.discriminator),
                 )

@@ -7,12 +7,14 @@ torch at run time, so resolving a configuration stays cheap.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from ganforge_core.datasource import SampleSource, StorageDtype
 
 if TYPE_CHECKING:
     import torch
@@ -157,19 +159,83 @@ class BuildContext:
 
 @dataclass
 class Dataset:
-    """A whole dataset held as tensors; images are float32 in ``[-1, 1]``, ``[N, C, H, W]``."""
+    """A dataset: its samples held as one tensor, or read by index from a :class:`SampleSource`.
 
-    samples: Tensor
+    ``samples`` is ``[N, *shape]``: uint8 images ``[N, C, H, W]`` in ``[0, 255]``, or
+    float32 in the model's scale (images in ``[-1, 1]``, 2-D points as they are).
+    ``source`` reads samples of any size by index instead (give one of the two); its
+    labels are the dataset's. The core keeps the stored form until the training device,
+    where uint8 becomes ``x / 127.5 - 1``; read samples through :meth:`take` and
+    :meth:`evenly_spaced`, which always give float32 in the model's scale on the CPU.
+    """
+
+    samples: Tensor | None = None
     labels: Tensor | None = None
     num_classes: int = 0
     info: dict[str, Any] = field(default_factory=dict)
+    source: SampleSource | None = None
+
+    def __post_init__(self) -> None:
+        if (self.samples is None) == (self.source is None):
+            raise TypeError("ganforge_core.Dataset takes samples=TENSOR or source=SAMPLE_SOURCE, exactly one")
+        if self.source is not None and self.labels is None:
+            self.labels = self.source.labels
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """One sample's shape, ``(C, H, W)`` for images."""
+        if self.source is not None:
+            return tuple(self.source.shape)
+        assert self.samples is not None
         return tuple(self.samples.shape[1:])
 
     def __len__(self) -> int:
+        if self.source is not None:
+            return len(self.source)
+        assert self.samples is not None
         return int(self.samples.shape[0])
+
+    @property
+    def storage_dtype(self) -> StorageDtype:
+        """``"uint8"`` for pixels in ``[0, 255]``, ``"float32"`` for data in the model's scale."""
+        if self.source is not None:
+            return self.source.dtype
+        assert self.samples is not None
+        return "uint8" if str(self.samples.dtype) == "torch.uint8" else "float32"
+
+    @property
+    def nbytes(self) -> int:
+        """The stored samples' size in bytes (what keeping them resident costs)."""
+        return len(self) * math.prod(self.shape) * (1 if self.storage_dtype == "uint8" else 4)
+
+    def as_source(self) -> SampleSource:
+        """The samples as a :class:`SampleSource` (a held tensor becomes a ``TensorSource``)."""
+        if self.source is not None:
+            return self.source
+        from ganforge_core.datasource import TensorSource
+
+        assert self.samples is not None
+        return TensorSource(self.samples, self.labels)
+
+    def read(self, indices: Sequence[int] | Tensor) -> Tensor:
+        """The samples at ``indices`` in their stored dtype, on the CPU."""
+        if self.source is not None:
+            return self.source.read([int(i) for i in indices])
+        import torch
+
+        assert self.samples is not None
+        return self.samples.index_select(0, torch.as_tensor(indices, dtype=torch.long)).cpu()
+
+    def take(self, indices: Sequence[int] | Tensor) -> Tensor:
+        """The samples at ``indices`` as float32 in the model's scale, on the CPU."""
+        from ganforge_core.datasource import to_model_scale
+
+        return to_model_scale(self.read(indices))
+
+    def evenly_spaced(self, n: int) -> Tensor:
+        """At most ``n`` samples spread evenly over the dataset (every ``len // n``-th), with no RNG."""
+        every = max(1, len(self) // max(1, n))
+        return self.take(range(0, len(self), every)[:n])
 
 
 @dataclass

@@ -89,6 +89,9 @@ class Flag:
 ChoiceInput: TypeAlias = "Choice | str | Mapping[str, Any]"
 
 
+# The RunConfig fields `ganforge run --resume` may change: none changes what is trained on or how.
+RESUME_CHANGES = frozenset({"steps", "device", "dist_backend", "data_mode", "data_workers"})
+
 class RunConfig(BaseModel):
     """Everything that defines a run. ``None`` means: derive it from the other choices.
 
@@ -124,6 +127,18 @@ class RunConfig(BaseModel):
     ] = Field(default=None, description="Metrics computed at the end; repeat the flag for several.")
     conditional: Annotated[bool, Flag("--conditional", negatable=False)] = Field(
         default=False, description="Class-conditional G and D, fed the dataset's labels (needs a labelled dataset)."
+    )
+    mirror: Annotated[bool, Flag("--mirror", negatable=False)] = Field(
+        default=False,
+        description="Add every image flipped left-right (stylegan2-ada's --mirror): on the device, image data only.",
+    )
+    data_mode: Annotated[Literal["auto", "resident", "streamed"], Flag("--data-mode")] = Field(
+        default="auto",
+        description="Keep the data on the training device, or stream it through worker processes; "
+        "auto: resident when it fits in half the free memory.",
+    )
+    data_workers: Annotated[int | None, Flag("--data-workers", derived="min(4, CPUs - 1)")] = Field(
+        default=None, ge=0, description="Worker processes that read streamed batches (0: the training process)."
     )
     steps: Annotated[int, Flag("--steps")] = Field(
         default=1500, ge=1, description="G steps to train (each after the schedule's D steps); or give --epochs."
@@ -461,6 +476,11 @@ def _check_combination(plan: Plan) -> None:
         _check_packages(chosen.component)
     if plan.config.conditional:
         _check_conditional(plan)
+    if plan.config.mirror and "image" not in plan.dataset.traits:
+        raise ConfigError(
+            f"--mirror flips images left-right; dataset '{plan.dataset.component.name}' is "
+            f"{_a(plan.dataset.traits)}, not image"
+        )
     if plan.config.batch_size < 2:
         for chosen in (plan.generator, plan.discriminator):
             if chosen.traits & {"batchnorm-in-g", "batchnorm-in-d"}:

@@ -45,3 +45,37 @@ class SampleSource(Protocol):
     def read(self, indices: Sequence[int]) -> Tensor:
         """The samples at ``indices`` as one ``[len(indices), *shape]`` tensor of ``dtype``."""
         ...
+
+
+def to_model_scale(stored: Tensor, out: Tensor | None = None) -> Tensor:
+    """Stored samples in the model's scale: uint8 pixels as ``x / 127.5 - 1`` in float32,
+    float32 data unchanged (copied into ``out`` when given). Runs on ``stored``'s device."""
+    import torch
+
+    if stored.dtype == torch.uint8:
+        scaled = torch.div(stored, 127.5, out=out) if out is not None else stored.div(127.5)
+        return scaled.sub_(1.0)
+    if out is None:
+        return stored
+    return out.copy_(stored)
+
+
+class TensorSource:
+    """A :class:`SampleSource` over samples already held as one CPU tensor (``Dataset(samples=...)``).
+
+    It pickles its tensor; DataLoader workers forked on Linux share its memory instead.
+    """
+
+    def __init__(self, samples: Tensor, labels: Tensor | None = None) -> None:
+        self.samples = samples
+        self.labels = labels
+        self.shape = tuple(samples.shape[1:])
+        self.dtype: StorageDtype = "uint8" if str(samples.dtype) == "torch.uint8" else "float32"
+
+    def __len__(self) -> int:
+        return int(self.samples.shape[0])
+
+    def read(self, indices: Sequence[int]) -> Tensor:
+        import torch
+
+        return self.samples.index_select(0, torch.as_tensor(indices, dtype=torch.long))

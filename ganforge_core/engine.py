@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge_core import traincheck
-from ganforge_core.batches import Batch, BatchSampler
+from ganforge_core.batches import Batch, Batches
 from ganforge_core.components import DContext, GContext, Loss, Regularizer, Schedule, Targets, run_progress
 from ganforge_core.distributed import SOLO, World
 from ganforge_core.traincheck import Owners
@@ -125,7 +125,7 @@ class Engine:
     schedule: Schedule
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
-    batches: BatchSampler
+    batches: Batches
     total_steps: int
     autocast_dtype: torch.dtype | None = None
     cuda_graph: bool = False
@@ -147,7 +147,7 @@ class Engine:
         self.targets = targets
         # getattr: nn.Module types its attributes as Tensor | Module; a generator's z_dim is an int
         self.z_dim = int(getattr(self.generator, "z_dim"))
-        self.device = self.batches.samples.device
+        self.device = self.batches.device
         d_every = _by_interval(self.regularizers, penalty_intervals(self.regularizers, "d", self.owners))
         g_every = _by_interval(self.regularizers, penalty_intervals(self.regularizers, "g", self.owners))
         self._d_main, self._g_main = d_every.pop(1, []), g_every.pop(1, [])

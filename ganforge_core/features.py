@@ -34,15 +34,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from ganforge_core.components import Dataset
+
 PROVENANCE_FILE = "metrics-provenance.json"
 
 
-def real_pool(samples: Tensor, wanted: int) -> Tensor:
-    """A random subset of ``2m`` samples, ``m = min(wanted, N // 2)`` (at least 1): two halves of ``m``."""
+def real_pool(samples: Tensor | Dataset, wanted: int) -> Tensor:
+    """A random subset of ``2m`` samples, ``m = min(wanted, N // 2)`` (at least 1): two halves of ``m``.
+
+    From a :class:`~ganforge_core.components.Dataset`, only those samples are read, as float32
+    in the model's scale on the CPU (:meth:`~ganforge_core.components.Dataset.take`)."""
     import torch
 
     m = max(1, min(wanted, len(samples) // 2))
-    return samples[torch.randperm(len(samples))[: 2 * m]]
+    picked = torch.randperm(len(samples))[: 2 * m]
+    return samples[picked] if isinstance(samples, torch.Tensor) else samples.take(picked)
 
 
 def over_halvings(

@@ -1,7 +1,8 @@
 """What ``ganforge run --resume DIR`` continues from, and what it refuses.
 
 * The configuration is the checkpoint's, with the changes ``--resume`` allows
-  (``--steps``, ``--device``, ``--dist-backend``): :func:`saved_config`.
+  (``config.RESUME_CHANGES``: ``--steps``, ``--device``, ``--dist-backend``, ``--data-mode``,
+  ``--data-workers``; none changes the batches): :func:`saved_config`.
 * ``config.toml`` and ``config.json`` in the run directory are the run's own record,
   rewritten on every start. One edited since (a setting that differs from the
   checkpoint's) is refused, naming the settings, rather than silently overwritten:

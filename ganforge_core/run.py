@@ -21,8 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ganforge_core import checkpoint as ckpt
-from ganforge_core import distributed
-from ganforge_core.batches import BatchSampler
+from ganforge_core import distributed, residency
 from ganforge_core.components import BuildContext, Dataset, Regularizer
 from ganforge_core.config import Chosen, Plan, resolve, with_epochs_as_steps
 from ganforge_core.engine import Engine, lazy_ratio, penalty_intervals
@@ -57,7 +56,9 @@ class Run(Trained):
         self.device = distributed.pick_device(world, device) if world.distributed else pick_device(device)
         self.dataset: Dataset = build_dataset(plan, self.device)
         # --epochs becomes steps here, where the dataset's size is known; the run's first line shows it.
-        plan, self.length_note = with_epochs_as_steps(plan, int(self.dataset.samples.shape[0]))
+        # (an epoch of --mirror data shows every image twice, once flipped).
+        mirrored = 2 if plan.config.mirror else 1
+        plan, self.length_note = with_epochs_as_steps(plan, len(self.dataset) * mirrored)
         config = plan.config
         self.ctx = BuildContext(
             data_shape=self.dataset.shape,
@@ -85,7 +86,7 @@ class Run(Trained):
         if world.distributed and config.sync_batchnorm:
             generator = distributed.sync_batchnorm(generator, self.device)
             discriminator = distributed.sync_batchnorm(discriminator, self.device)
-        self.fast = choose_fast_path(plan, self.device, self.dataset.samples.dim())
+        self.fast = choose_fast_path(plan, self.device, len(self.dataset.shape) + 1)
         if world.distributed and self.fast.cuda_graph:
             self.fast = dataclasses.replace(
                 self.fast, cuda_graph=False, graph_blocker="distributed training (DDP's all-reduces stay eager)"
@@ -97,13 +98,18 @@ class Run(Trained):
         on_device = generator.to(self.device, memory_format=layout)
         super().__init__(plan, plugins, run_dir, self.ctx, on_device, self.regularizers, self.dataset)
         self.discriminator = discriminator.to(self.device, memory_format=layout)
-        samples = self.dataset.samples.to(self.device).contiguous(memory_format=layout)
-        labels = self.dataset.labels
-        if config.conditional:
-            assert labels is not None, "resolve() refuses --conditional on a dataset without labels"
-            labels = labels.to(self.device)
-        else:
-            labels = None
+        self.residency = residency.choose(self.dataset, self.device, config.data_mode, config.data_workers)
+        batches = residency.make_batches(
+            self.dataset,
+            self.residency,
+            self.device,
+            config.batch_size,
+            config.seed,
+            conditional=config.conditional,  # build_dataset refuses --conditional on data without labels
+            shard=(world.rank, world.size),
+            mirror=config.mirror,
+            layout=layout,
+        )
         assert config.lr_g is not None and config.lr_d is not None
         ddp: dict[str, Any] = {}
         if world.distributed:
@@ -134,7 +140,7 @@ class Run(Trained):
             schedule=plan.scheduler.component.build(plan.scheduler.options, self.ctx),
             opt_g=self._adam(self.generator, config.lr_g, lazy_ratio(lazy["g"])),
             opt_d=self._adam(self.discriminator, config.lr_d, lazy_ratio(lazy["d"])),
-            batches=BatchSampler(samples, config.batch_size, config.seed, labels, shard=(world.rank, world.size)),
+            batches=batches,
             total_steps=config.steps,
             autocast_dtype=self.fast.autocast,
             cuda_graph=self.fast.cuda_graph,

@@ -250,7 +250,8 @@ def _loop(run: Run, *, live: bool | None, quiet: bool, notes: list[str], resumed
         view.message(f"warning: {note}")
     shared = world.describe(config.batch_size)
     length = f"{run.length_note}; " if run.length_note else ""
-    view.message(f"training on {run.device}; {length}{shared + '; ' if shared else ''}{run.fast.describe()}")
+    data = run.residency.describe()
+    view.message(f"training on {run.device}; {data}; {length}{shared + '; ' if shared else ''}{run.fast.describe()}")
     loggers = Loggers(warn)
     counted, window_start = 0, time.perf_counter()
     checkpoint: Path | None = resumed  # the checkpoint of the step the run is at, once written

@@ -448,8 +448,7 @@ class Trained:
         None when the dataset was not loaded (sampling does not load it)."""
         if self.dataset is None:
             return None
-        every = max(1, len(self.dataset) // n)
-        return self.dataset.samples[::every][:n].cpu()
+        return self.dataset.evenly_spaced(n)
 
 
 class SharedSamples:

@@ -114,7 +114,7 @@ def test_generator_maps_latents_to_samples_of_the_data_shape(name, dataset_name,
 def test_discriminator_gives_one_logit_per_sample(name, dataset_name, n, seed):
     discriminator, dataset, traits = build_network("discriminator", name, dataset_name)
     torch.manual_seed(seed)
-    batch = dataset.samples[torch.randint(len(dataset), (n,))]
+    batch = dataset.take(torch.randint(len(dataset), (n,)))
     check_discriminator(discriminator, batch, traits=traits)
 
 
@@ -177,7 +177,7 @@ def test_conditional_generator_takes_labels_and_uses_them(name, dataset_name, n,
 def test_conditional_discriminator_takes_labels_and_uses_them(name, dataset_name, n, seed):
     discriminator, dataset, _ = build_network("discriminator", name, dataset_name, conditional=True)
     torch.manual_seed(seed)
-    batch = dataset.samples[torch.randint(len(dataset), (n,))]
+    batch = dataset.take(torch.randint(len(dataset), (n,)))
     check_conditional_discriminator(discriminator, batch, dataset.num_classes, seed)
 
 
@@ -212,7 +212,7 @@ def test_regularizer_builds_and_keeps_the_shapes_it_declares(component) -> None:
     dataset = load_dataset(datasets_supporting(component, REGISTRY)[0])
     shape = dataset.shape
     regularizer = component.build(component.validate(small_options(component)), build_context(shape))
-    check_regularizer(regularizer, dataset.samples[:12])
+    check_regularizer(regularizer, dataset.take(range(12)))
 
 
 @pytest.mark.parametrize("component", of_kind("scheduler"))

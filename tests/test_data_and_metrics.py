@@ -103,7 +103,7 @@ def test_a_tampered_classifier_file_is_not_loaded(tmp_path: Path, cache: Path) -
 def test_stacked_mnist_stacks_three_labelled_digits() -> None:
     stacked = build("stacked-mnist", n=40)
     digits = build("mnist-5k")
-    assert stacked.samples.shape == (40, 3, 28, 28) and stacked.samples.dtype == torch.float32
+    assert stacked.samples.shape == (40, 3, 28, 28) and stacked.samples.dtype == torch.uint8  # pixels
     assert stacked.num_classes == 1000
     flat = digits.samples.flatten(1)
     for image, label in zip(stacked.samples[:10], stacked.labels[:10], strict=True):
@@ -128,7 +128,8 @@ def test_folder_reads_classes_from_sub_folders(tmp_path: Path) -> None:
     assert data.samples.shape == (12, 3, 12, 12) and data.num_classes == 3
     assert data.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     assert data.info["classes"] == ["cats", "dogs", "owls"]
-    assert -1 <= data.samples.min() and data.samples.max() <= 1
+    assert data.samples.dtype == torch.uint8 and int(data.samples.max()) > 128  # pixels, not [-1, 1]
+    assert -1 <= data.take(range(12)).min() and data.take(range(12)).max() <= 1
     grey = build("folder", root=str(tmp_path), size=8, channels=1)
     assert grey.samples.shape == (12, 1, 8, 8)
 
@@ -165,9 +166,10 @@ def test_folder_errors_are_one_line(tmp_path: Path) -> None:
 def test_mnist_idx_files_load_exactly(tmp_path: Path, name: str, folder: str, gz: bool) -> None:
     images, labels = write_fake_mnist(tmp_path / folder / "raw", gz=gz)
     data = build(name, root=str(tmp_path))
-    assert data.samples.shape == (len(images), 1, 28, 28) and data.samples.dtype == torch.float32
+    assert data.samples.shape == (len(images), 1, 28, 28) and data.samples.dtype == torch.uint8
+    assert torch.equal(data.samples, torch.from_numpy(images)[:, None])  # the file's bytes, as they are
     expected = torch.from_numpy(images.astype(np.float32))[:, None] / 127.5 - 1
-    torch.testing.assert_close(data.samples, expected)
+    assert torch.equal(data.take(range(len(images))), expected)
     assert data.labels.tolist() == labels.tolist() and data.num_classes == 10
     assert build(name, root=str(tmp_path), split="test", size=14).shape == (1, 14, 14)
 
@@ -176,8 +178,9 @@ def test_cifar10_batches_load_in_channel_order(tmp_path: Path) -> None:
     first, labels = write_fake_cifar10(tmp_path / "cifar-10-batches-py")
     data = build("cifar10", root=str(tmp_path))
     assert data.samples.shape == (5 * len(first), 3, 32, 32)
+    assert torch.equal(data.samples[0], torch.from_numpy(first[0].reshape(3, 32, 32)))
     expected = torch.from_numpy(first[0].reshape(3, 32, 32).astype(np.float32)) / 127.5 - 1
-    torch.testing.assert_close(data.samples[0], expected)
+    assert torch.equal(data.take([0])[0], expected)
     assert data.labels[: len(labels)].tolist() == labels.tolist()
     assert len(build("cifar10", root=str(tmp_path), split="test")) == len(first)
 
@@ -267,7 +270,7 @@ def test_the_real_floor_is_averaged_over_halvings_of_one_pool() -> None:
 
 def digits_as_generator(dataset):
     def generate(n: int) -> torch.Tensor:
-        return dataset.samples[torch.randint(len(dataset), (n,))]
+        return dataset.take(torch.randint(len(dataset), (n,)))
 
     return generate
 
@@ -283,7 +286,7 @@ def test_digit_metrics_tell_real_digits_from_noise() -> None:
     classes = metric("digit-classes", samples=2000)
     assert classes.compute(real, digits)["classes"] == 10
     assert classes.compute(real, digits)["kl"] < 0.02
-    one_digit = digits.samples[:1]
+    one_digit = digits.take([0])
     assert classes.compute(lambda n: one_digit.expand(n, -1, -1, -1), digits) == {
         "classes": 1.0,
         "kl": pytest.approx(math.log(10)),
@@ -338,9 +341,9 @@ def test_stacked_modes_counts_digit_triples() -> None:
     torch.manual_seed(0)
     stacked = build("stacked-mnist", n=3000)
     modes = metric("stacked-modes", samples=3000)
-    real = modes.compute(lambda n: stacked.samples[:n], stacked)
+    real = modes.compute(lambda n: stacked.take(range(n)), stacked)
     assert real["modes"] > 900 and real["kl"] < 0.5  # 3,000 draws over 1,000 modes: ~950 seen
-    collapsed = modes.compute(lambda n: stacked.samples[:1].expand(n, -1, -1, -1), stacked)
+    collapsed = modes.compute(lambda n: stacked.take([0]).expand(n, -1, -1, -1), stacked)
     assert collapsed == {"modes": 1.0, "kl": pytest.approx(math.log(1000))}
 
 

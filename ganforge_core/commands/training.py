@@ -23,7 +23,7 @@ import typer
 from pydantic.fields import FieldInfo
 
 from ganforge_core.commands.common import FLAGS, fail, not_main_rank, read_config_file, user_errors, warn_about_plugins
-from ganforge_core.config import LENGTH, Choice, Flag, RunConfig, field_flags
+from ganforge_core.config import LENGTH, RESUME_CHANGES, Choice, Flag, RunConfig, field_flags
 from ganforge_core.presets import names as preset_names
 
 CHOICE_METAVAR = "NAME[:K=V,...]"
@@ -186,7 +186,7 @@ def run(
     given = flags.given
     with user_errors():
         if resume is not None:
-            changed = sorted(FLAGS[k] for k in given if k not in {"steps", "device", "dist_backend"})
+            changed = sorted(FLAGS[k] for k in given if k not in RESUME_CHANGES)
             if flags.preset is not None:
                 changed.append("--preset")
             if changed or flags.config_file is not None:

@@ -170,9 +170,9 @@ def _check_on_dataset(component: Component, chosen: Options, dataset: Dataset) -
         discriminator = component.build(chosen, ctx)
         check_declares_batchnorm(discriminator, kind, traits)
         for n in (1, 5):
-            check_discriminator(discriminator, dataset.samples[:n], traits=traits)
+            check_discriminator(discriminator, dataset.take(range(n)), traits=traits)
     elif kind == "regularizer":
-        check_regularizer(component.build(chosen, ctx), dataset.samples[:12], traits=traits)
+        check_regularizer(component.build(chosen, ctx), dataset.take(range(min(12, len(dataset)))), traits=traits)
     elif kind == "metric":
         tiny = TinyGenerator(dataset.shape).eval()
 
@@ -190,4 +190,4 @@ def _check_on_dataset(component: Component, chosen: Options, dataset: Dataset) -
         if kind == "generator":
             check_conditional_generator(network, dataset.shape, dataset.num_classes)
         else:
-            check_conditional_discriminator(network, dataset.samples[:5], dataset.num_classes)
+            check_conditional_discriminator(network, dataset.take(range(5)), dataset.num_classes)

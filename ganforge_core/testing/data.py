@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ganforge_core.components import Dataset
+from ganforge_core.datasource import to_model_scale
 from ganforge_core.errors import GanforgeError
 from ganforge_core.registry import Component
 from ganforge_core.testing.objects import _check, _fail, _finite
@@ -16,15 +17,36 @@ from ganforge_core.testing.objects import _check, _fail, _finite
 # How far into each half of [-1, 1] an image dataset's samples must reach: data in [0, 1]
 # (a missing 2p - 1) or in [-0.5, 0.5] fails, dark or low-contrast pictures pass.
 IMAGE_REACH = 0.5
+SOURCE_CHECKED = 1024  # samples of a SampleSource the check reads, spread over it
 
 
 def check_dataset(dataset: Dataset, traits: Iterable[str]) -> None:
-    """Float32 finite samples of the declared modality (images span [-1, 1]); labels in range where there are any."""
+    """Finite samples stored as uint8 pixels or float32, of the declared modality (images span [-1, 1]
+    in the model's scale); a source's reads have its shape and dtype; labels in range where there are any."""
     traits = set(traits)
     _check(isinstance(dataset, Dataset), f"a dataset factory returns ganforge_core.Dataset, got {type(dataset)}")
-    samples = dataset.samples
     _check(len(dataset) >= 1, "the dataset is empty")
-    _check(samples.dtype == torch.float32, f"samples must be float32, got {samples.dtype}")
+    if dataset.samples is not None:
+        stored = dataset.samples
+    else:
+        every = max(1, len(dataset) // SOURCE_CHECKED)
+        indices = range(0, len(dataset), every)[:SOURCE_CHECKED]
+        stored = dataset.read(indices)
+        want = (len(indices), *dataset.shape)
+        _check(
+            tuple(stored.shape) == want and stored.dtype == getattr(torch, dataset.storage_dtype),
+            f"the source's read of {len(indices)} samples returned {stored.dtype} {list(stored.shape)}, "
+            f"its shape and dtype say torch.{dataset.storage_dtype} {list(want)}",
+        )
+    _check(
+        stored.dtype in (torch.uint8, torch.float32),
+        f"samples must be uint8 (pixels in [0, 255]) or float32 (the model's scale), got {stored.dtype}",
+    )
+    _check(
+        stored.dtype == torch.float32 or "image" in traits,
+        "uint8 samples are pixels: only a dataset with the trait 'image' stores them",
+    )
+    samples = to_model_scale(stored)
     _check(_finite(samples), "the dataset has non-finite samples")
     if "image" in traits:
         _check(samples.dim() == 4, f"an image dataset holds [N, C, H, W], got {list(samples.shape)}")
@@ -56,7 +78,7 @@ def check_renderer(component: Component, dataset: Dataset, n: int = 64) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "samples.png"
         try:
-            render_samples(dataset.samples[:n], path, info=dataset.info, dataset=component)
+            render_samples(dataset.take(range(min(n, len(dataset)))), path, info=dataset.info, dataset=component)
         except GanforgeError as exc:
             raise _fail(str(exc)) from None
         _check(path.stat().st_size > 0, f"{component.label}: its renderer wrote an empty {path.name}")

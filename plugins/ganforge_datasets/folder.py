@@ -51,7 +51,7 @@ def read_image(path: Path, size: int, channels: int) -> np.ndarray:
             left, top = (image.width - side) // 2, (image.height - side) // 2
             image = image.crop((left, top, left + side, top + side))
             image = image.resize((size, size), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.float32)
+            array = np.asarray(image, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise DataError(f"dataset 'folder': cannot read image {path}: {exc}") from None
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
@@ -66,11 +66,10 @@ def load_folder(options: FolderOptions, ctx: BuildContext) -> Dataset:
         for path, _ in files:
             arrays.append(read_image(path, options.size, options.channels))
             wait.advance()
-    images = np.stack(arrays)
-    samples = torch.from_numpy(images) / 127.5 - 1.0
+    samples = torch.from_numpy(np.stack(arrays))  # uint8: the core scales pixels on the training device
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
     return Dataset(
-        samples=samples.clamp(-1, 1).contiguous(),
+        samples=samples,
         labels=labels,
         num_classes=len(classes),
         info={"classes": classes},

@@ -46,8 +46,9 @@ def read_csv(path: Path) -> np.ndarray:
 
 def load_mnist_5k(options: Mnist5kOptions, ctx: BuildContext) -> Dataset:
     table = torch.from_numpy(read_csv(options.path or default_csv()))
-    images = table[:, :PIXELS].reshape(-1, 1, 28, 28) / 127.5 - 1.0
+    images = table[:, :PIXELS].reshape(-1, 1, 28, 28)
     if options.size != 28:
         images = F.interpolate(images, size=options.size, mode="bilinear", align_corners=False)
     labels = table[:, PIXELS].long()
-    return Dataset(samples=images.clamp(-1, 1), labels=labels, num_classes=10)
+    # uint8 pixels: the core scales them to [-1, 1] on the training device.
+    return Dataset(samples=images.round().clamp(0, 255).to(torch.uint8), labels=labels, num_classes=10)

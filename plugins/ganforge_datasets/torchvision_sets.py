@@ -182,11 +182,12 @@ def make_loader(source: Source) -> Callable[[TorchvisionOptions, BuildContext], 
             raise DataError(f"dataset '{source.name}': {folder} holds no images")
         if labels.min() < 0 or labels.max() >= source.num_classes:
             raise DataError(f"dataset '{source.name}': labels outside 0..{source.num_classes - 1} in {folder}")
-        samples = torch.from_numpy(images.astype(np.float32)) / 127.5 - 1.0
+        samples = torch.from_numpy(np.array(images, dtype=np.uint8))  # a copy: idx bytes are read-only
         if options.size != samples.shape[-1]:
-            samples = F.interpolate(samples, size=options.size, mode="bilinear", align_corners=False)
+            resized = F.interpolate(samples.float(), size=options.size, mode="bilinear", align_corners=False)
+            samples = resized.round().clamp(0, 255).to(torch.uint8)
         return Dataset(
-            samples=samples.clamp(-1, 1).contiguous(),
+            samples=samples,  # uint8: the core scales pixels to [-1, 1] on the training device
             labels=torch.from_numpy(labels.astype(np.int64)),
             num_classes=source.num_classes,
         )

@@ -150,7 +150,7 @@ class FeatureMetric(Metric):
         self.options = options
 
     def compute(self, generate: Callable[[int], Tensor], dataset: Dataset) -> dict[str, float]:
-        real = real_pool(dataset.samples, self.options.samples)
+        real = real_pool(dataset, self.options.samples)
         m = len(real) // 2
         _, real_features = digit_outputs(real)
         _, fake = digit_outputs(generate(m))

@@ -26,9 +26,9 @@ class InceptionMetric(Metric):
     def compute(self, generate: Callable[[int], Tensor], dataset: Dataset) -> dict[str, float]:
         options = self.options
         try:
-            network.check_images(dataset.samples, "the dataset")
+            network.check_images((len(dataset), *dataset.shape), "the dataset")
             extractor = network.load(options.weights, options.download)
-            real = real_pool(dataset.samples, options.samples)
+            real = real_pool(dataset, options.samples)
             m = len(real) // 2
             fake = generate(m)
             network.check_images(fake, "the generator's output")

@@ -204,9 +204,11 @@ def load(weights: str | None, download: bool) -> Extractor:
     return Extractor(model, path.absolute(), sha256(path), source, name)
 
 
-def check_images(images: Tensor, what: str) -> None:
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise WeightsError(f"Inception features need images [N, 1 or 3, H, W]; {what} has shape {list(images.shape)}")
+def check_images(images: Tensor | tuple[int, ...], what: str) -> None:
+    """``images`` (or their shape, ``[N, C, H, W]``) are images of 1 or 3 channels."""
+    shape = tuple(images.shape) if isinstance(images, Tensor) else images
+    if len(shape) != 4 or shape[1] not in (1, 3):
+        raise WeightsError(f"Inception features need images [N, 1 or 3, H, W]; {what} has shape {list(shape)}")
 
 
 @torch.no_grad()

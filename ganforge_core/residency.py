@@ -1,0 +1,114 @@
+"""Which batches a run draws from: the dataset resident on the training device, or streamed.
+
+``--data-mode auto`` keeps the dataset resident when its stored (uint8) size fits
+in :data:`HEADROOM` of the device's free memory (available RAM on the CPU, free
+memory on CUDA), and streams it through DataLoader workers otherwise; a dataset
+held as one tensor is resident on the CPU anyway (it is in memory already). The
+choice is the run's first line: ``data: resident (0.98 GB uint8)``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ganforge_core import waiting
+from ganforge_core.batches import Batches, BatchSampler
+from ganforge_core.components import Dataset
+from ganforge_core.streaming import StreamingSampler
+
+HEADROOM = 0.5  # the share of free memory a resident dataset may take
+READ_CHUNK = 4096  # samples a source reads at once when it is made resident
+DataMode = Literal["auto", "resident", "streamed"]
+
+
+@dataclass(frozen=True)
+class Residency:
+    resident: bool
+    workers: int  # DataLoader worker processes when streamed
+    nbytes: int
+    dtype: str
+
+    def describe(self) -> str:
+        size = f"{self.nbytes / 1e9:.2f} GB" if self.nbytes >= 1e9 else f"{self.nbytes / 1e6:.1f} MB"
+        size = f"{size} {self.dtype}"
+        if self.resident:
+            return f"data: resident ({size})"
+        return f"data: streamed ({size}), {self.workers} worker{'s' if self.workers != 1 else ''}"
+
+
+def default_workers() -> int:
+    """min(4, CPUs - 1), at least 1: the training process keeps a core."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return max(1, min(4, cpus - 1))
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on ``device``: CUDA's free memory, or the RAM available (MemAvailable) on the CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def choose(
+    dataset: Dataset, device: torch.device, mode: DataMode = "auto", workers: int | None = None,
+    free: int | None = None,
+) -> Residency:
+    """Resident or streamed; ``free`` (bytes) replaces the measured free memory of ``device``."""
+    count = default_workers() if workers is None else workers
+    if mode == "auto":
+        held = dataset.samples is not None and device.type == "cpu"
+        budget = HEADROOM * (free_memory(device) if free is None else free)
+        resident = held or dataset.nbytes <= budget
+    else:
+        resident = mode == "resident"
+    return Residency(resident, count, dataset.nbytes, dataset.storage_dtype)
+
+
+def make_batches(
+    dataset: Dataset,
+    residency: Residency,
+    device: torch.device,
+    batch_size: int,
+    seed: int,
+    *,
+    conditional: bool,
+    shard: tuple[int, int] = (0, 1),
+    mirror: bool = False,
+    layout: torch.memory_format = torch.contiguous_format,
+) -> Batches:
+    """The run's sampler: the samples copied to ``device`` (resident) or a :class:`StreamingSampler`."""
+    labels = dataset.labels if conditional else None
+    if not residency.resident:
+        return StreamingSampler(
+            dataset.as_source(), batch_size, seed, device, labels=labels, shard=shard, mirror=mirror,
+            workers=residency.workers,
+        )
+    samples = resident_samples(dataset, device).contiguous(memory_format=layout)
+    return BatchSampler(
+        samples, batch_size, seed, None if labels is None else labels.to(device), shard=shard, mirror=mirror
+    )
+
+
+def resident_samples(dataset: Dataset, device: torch.device) -> torch.Tensor:
+    """All samples on ``device`` in their stored dtype; a source is read in chunks straight into them."""
+    if dataset.samples is not None:
+        return dataset.samples.to(device)
+    dtype = torch.uint8 if dataset.storage_dtype == "uint8" else torch.float32
+    samples = torch.empty((len(dataset), *dataset.shape), dtype=dtype, device=device)
+    with waiting.progress(f"reading {len(dataset):,} samples to the {device.type}", total=len(dataset)) as wait:
+        for start in range(0, len(dataset), READ_CHUNK):
+            stop = min(start + READ_CHUNK, len(dataset))
+            samples[start:stop].copy_(dataset.read(range(start, stop)))
+            wait.advance(stop - start)
+    return samples
