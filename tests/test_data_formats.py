@@ -165,13 +165,17 @@ def test_folder_skip_bad_counts_the_files_it_skips(tmp_path: Path, capsys: pytes
 
 
 def test_prepare_skip_bad_reports_the_skipped_files_in_one_line(tmp_path: Path) -> None:
-    write_folder(tmp_path / "src", {"a": 3})
-    (tmp_path / "src" / "a" / "001.png").write_bytes(png_bytes(RNG.integers(0, 256, (12, 16, 3), dtype=np.uint8))[:60])
+    written = write_folder(tmp_path / "src", {"a": 3, "b": 2}, height=8, width=8)
+    (tmp_path / "src" / "a" / "001.png").write_bytes(png_bytes(written["a"][1])[:60])  # a truncated PNG
     result = invoke("data", "prepare", tmp_path / "src", "--out", tmp_path / "out", "--size", 8, "--skip-bad")
     assert result.exit_code == 0, result.output
-    assert "prepared 2 images" in result.output and "skipped 1 unreadable files (first: cannot read image" in result.output
+    assert "prepared 4 images" in result.output and "skipped 1 unreadable files (first: cannot read image" in result.output
     assert "001.png" in result.output
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["skipped"] == 1
+    source, _ = open_prepared(tmp_path / "out")
+    assert source.labels.tolist() == [0, 0, 1, 1]  # each kept image keeps its own label
+    kept = [written["a"][0], written["a"][2], *written["b"]]
+    np.testing.assert_array_equal(source.read(range(4)).numpy(), np.stack([chw(p) for p in kept]))
 
 
 # -- bad input: one line, exit 2, no output directory --------------------------------------
@@ -272,6 +276,37 @@ def test_an_interrupted_prepare_leaves_nothing_that_looks_complete(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
     monkeypatch.setattr(FolderSource, "decode", decode)
     assert prepare(tmp_path / "src", tmp_path / "out", size=8, workers=1).count == 8  # and it can be run again
+
+
+KILLED_AT_THE_SIXTH_IMAGE = """
+import os, signal, sys
+from pathlib import Path
+from ganforge_datasets import prepare
+from ganforge_datasets.folder import FolderSource
+prepare.SHARD_BYTES = 2 * 3 * 8 * 8  # two shards written before the kill
+decode, calls = FolderSource.decode, []
+def killed(self, index):
+    calls.append(index)
+    if len(calls) == 6:
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup runs: as when the machine goes down
+    return decode(self, index)
+FolderSource.decode = killed
+prepare.prepare(Path(sys.argv[1]), Path(sys.argv[2]), size=8, workers=1)
+"""
+
+
+def test_a_killed_prepare_leaves_no_output_directory(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    write_folder(tmp_path / "src", {"a": 8})
+    done = subprocess.run([sys.executable, "-c", KILLED_AT_THE_SIXTH_IMAGE, tmp_path / "src", tmp_path / "out"],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == -9, done.stderr
+    assert not (tmp_path / "out").exists()  # so a rerun is not refused, and nothing reads a half
+    (partial,) = [p for p in tmp_path.iterdir() if p.name != "src"]
+    assert partial.name.startswith(".out.partial-") and not (partial / "manifest.json").exists()
+    assert prepare(tmp_path / "src", tmp_path / "out", size=8, workers=1).count == 8
 
 
 # -- the prepared directory: a hostile manifest is one line -------------------------------------
