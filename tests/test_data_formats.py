@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from ganforge_core import DataError, get_registry
 from ganforge_core.cli import app
+from ganforge_core.datasource import SampleSource
 from ganforge_core.testing import build_context
 from ganforge_datasets import prepare as prepare_module
 from ganforge_datasets.folder import FolderSource, open_folder
@@ -104,6 +105,7 @@ def test_prepare_round_trip_holds_the_source_pixels_and_sub_folder_labels(
 
     source, classes = open_prepared(tmp_path / "out")
     assert classes == ["cats", "dogs"] and len(source) == 9 and source.shape == (3, size, size)
+    assert isinstance(source, SampleSource) and source.dtype == "uint8"
     want = np.stack([chw(expected(p)) for name in ("cats", "dogs") for p in written[name]])
     order = [8, 0, 4, 3, 7, 1]  # across the shards, in any order
     assert source.read(order).dtype == torch.uint8
@@ -120,6 +122,7 @@ def test_prepare_reads_an_nvlabs_zip_with_its_dataset_json_labels(tmp_path: Path
     write_zip(tmp_path / "data.zip", images, labels)
     source, classes = open_nvlabs_zip(tmp_path / "data.zip")
     assert source.shape == (1, 8, 8) and classes == ["0", "1", "2", "3"]
+    assert isinstance(source, SampleSource) and source.dtype == "uint8"
     np.testing.assert_array_equal(source.read(range(6)).numpy(), np.stack([chw(p) for p in images]))
     assert source.labels.tolist() == labels
 
@@ -145,6 +148,7 @@ def test_folder_is_a_source_decoded_per_read_with_its_policy(tmp_path: Path) -> 
     written = write_folder(tmp_path, {"a": 2, "b": 1}, height=10, width=8)
     source, classes, skipped = open_folder(tmp_path, size=8, channels=3, policy="center-crop")
     assert isinstance(source, FolderSource) and classes == ["a", "b"] and skipped == []
+    assert isinstance(source, SampleSource) and source.dtype == "uint8" and source.shape == (3, 8, 8)
     assert len(pickle.dumps(source)) < 2_000
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(source)).read([2]).numpy()[0], chw(written["b"][0][1:9]))
     refusing, _, _ = open_folder(tmp_path, size=8, channels=3, policy="refuse")

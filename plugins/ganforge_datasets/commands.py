@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
 from ganforge_core import ConfigError
+
+if TYPE_CHECKING:
+    from ganforge_datasets.images import Policy
 
 app = typer.Typer(help="Prepare datasets for training.", no_args_is_help=True)
 
@@ -50,5 +53,5 @@ def prepare_command(
         raise ConfigError(f"--channels must be 1 or 3, got {channels}")
     from ganforge_datasets.prepare import prepare
 
-    report = prepare(src, out, size=size, channels=channels, policy=policy.value, skip_bad=skip_bad, workers=workers)
+    report = prepare(src, out, size=size, channels=channels, policy=cast("Policy", policy.value), skip_bad=skip_bad, workers=workers)
     typer.echo(report.line())

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ganforge_core import BuildContext, DataError, Dataset
+from ganforge_core.datasource import StorageDtype
 from ganforge_datasets.images import IMAGE_SUFFIXES, Policy, decode_file, readable_header
 from ganforge_datasets.options import FolderOptions
 from ganforge_datasets.sources import as_dataset
@@ -54,11 +55,11 @@ class FolderSource:
     size: int
     channels: int
     policy: Policy = "center-crop"
-    dtype: str = field(default="uint8", init=False)
+    dtype: StorageDtype = field(default="uint8", init=False)
+    shape: tuple[int, ...] = field(default=(), init=False)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (self.channels, self.size, self.size)
+    def __post_init__(self) -> None:
+        self.shape = (self.channels, self.size, self.size)
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ganforge_core import BuildContext, DataError, Dataset
+from ganforge_core.datasource import StorageDtype
 from ganforge_datasets.images import Policy, decode_bytes
 from ganforge_datasets.options import ZipOptions
 from ganforge_datasets.sources import as_dataset
@@ -60,13 +61,13 @@ class ZipSource:
     side: int
     size: int | None
     policy: Policy
-    dtype: str = field(default="uint8", init=False)
+    dtype: StorageDtype = field(default="uint8", init=False)
+    shape: tuple[int, ...] = field(default=(), init=False)
     _zip: zipfile.ZipFile | None = field(default=None, init=False, repr=False)
     _pid: int = field(default=0, init=False, repr=False)
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (self.channels, self.size or self.side, self.size or self.side)
+    def __post_init__(self) -> None:
+        self.shape = (self.channels, self.size or self.side, self.size or self.side)
 
     def __len__(self) -> int:
         return len(self.members)

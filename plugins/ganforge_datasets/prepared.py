@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ganforge_core import BuildContext, DataError, Dataset
+from ganforge_core.datasource import StorageDtype
 from ganforge_datasets.options import PreparedOptions
 from ganforge_datasets.sources import as_dataset
 
@@ -117,7 +118,7 @@ class PreparedSource:
     counts: list[int]
     shape: tuple[int, ...]
     labels: torch.Tensor | None
-    dtype: str = field(default="uint8", init=False)
+    dtype: StorageDtype = field(default="uint8", init=False)
     _maps: list[np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def __len__(self) -> int:
