@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import time
 import zipfile
 from collections.abc import Generator
@@ -71,6 +72,7 @@ _worker_source: Any = None
 def _start_worker(source: Any) -> None:
     global _worker_source
     _worker_source = source
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the pool, workers print nothing
 
 
 def _decode(source: Any, indices: range) -> list[np.ndarray | str]:
