@@ -5,7 +5,9 @@
 
 * ``MNIST/raw`` and ``FashionMNIST/raw``: idx files (LeCun's ubyte format), train and t10k;
 * ``cifar-10-batches-py``: python pickle batches ``data_batch_1..5`` and ``test_batch``;
-* ``class-a/``, ``class-b/``: PNG images, so the same root is a two-class ``folder``.
+* ``class-a/``, ``class-b/``: PNG images, so the same root is a two-class ``folder``;
+* ``manifest.json``, ``shard-00000.npy``, ``labels.npy``: those images prepared, so the root is
+  a ``prepared`` dataset too; ``nvlabs.zip``: a ``zip`` dataset (``FAKE_ZIP``).
 """
 
 from __future__ import annotations
@@ -75,11 +77,38 @@ def write_fake_images(root: Path, classes: tuple[str, ...] = ("class-a", "class-
             Image.fromarray(pixels).save(root / name / f"{i}.png")
 
 
+FAKE_ZIP = "nvlabs.zip"
+
+
+def write_fake_prepared_and_zip(root: Path) -> None:
+    """``root``'s images prepared into ``root`` itself, and an NVlabs zip of 12 labelled PNGs."""
+    import io
+    import json
+    import zipfile
+
+    from PIL import Image
+
+    from ganforge_datasets.prepare import prepare
+
+    prepare(root, root / "staging", size=16, workers=1)
+    for path in (root / "staging").iterdir():
+        path.rename(root / path.name)
+    (root / "staging").rmdir()
+    rng = np.random.default_rng(3)
+    with zipfile.ZipFile(root / FAKE_ZIP, "w") as archive:
+        for i in range(12):
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buffer, format="PNG")
+            archive.writestr(f"00000/img{i:08d}.png", buffer.getvalue())
+        archive.writestr("dataset.json", json.dumps({"labels": [[f"00000/img{i:08d}.png", i % 2] for i in range(12)]}))
+
+
 def write_fake_root(root: Path) -> Path:
     write_fake_mnist(root / "MNIST" / "raw", seed=1)
     write_fake_mnist(root / "FashionMNIST" / "raw", seed=2, gz=True)
     write_fake_cifar10(root / "cifar-10-batches-py")
     write_fake_images(root)
+    write_fake_prepared_and_zip(root)
     return root
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from ganforge_core import Component, ConfigError, Dataset, Registry, RunConfig, get_registry, resolve, testing
 from ganforge_core.config import Plan
 from ganforge_core.testing import build_context, default_traits
-from fake_datasets import shared_fake_root
+from fake_datasets import FAKE_ZIP, shared_fake_root
 
 # The values plugin authors' checks use (ganforge_core.testing.SMALL_VALUES), and:
 SMALL_VALUES: Mapping[str, Any] = {
@@ -26,13 +26,17 @@ SMALL_VALUES: Mapping[str, Any] = {
 }
 
 
+# Datasets read from a file that is not under root: the fake root's.
+FILE_OPTIONS: Mapping[str, Mapping[str, Any]] = {"zip": {"path": str(shared_fake_root() / FAKE_ZIP)}}
+
+
 def component_id(component: Component) -> str:
     return f"{component.kind}:{component.name}"
 
 
 def small_options(component: Component, **extra: Any) -> dict[str, Any]:
-    """The SMALL_VALUES (plus ``extra``) this component has as fields and accepts."""
-    return testing.small_options(component, SMALL_VALUES, **extra)
+    """The SMALL_VALUES (and FILE_OPTIONS, plus ``extra``) this component has as fields and accepts."""
+    return testing.small_options(component, SMALL_VALUES, **{**FILE_OPTIONS.get(component.name, {}), **extra})
 
 
 def choice(component: Component, **extra: Any) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from ganforge_core.testing import (
 )
 from ganforge_core.traits import builtin_registry
 from fake_datasets import shared_fake_root
+from support import FILE_OPTIONS
 
 RING = {"generator": "mlp", "dataset": "ring-8"}
 NUMBER = r"[-+]?[0-9.]+(?:e[-+]?[0-9]+)?"
@@ -430,4 +431,5 @@ def test_every_built_in_regularizer_meets_the_contract(name: str) -> None:
 def test_every_built_in_dataset_meets_the_contract(component: Any) -> None:
     # Datasets read from files read the suite's tiny fake ones.
     options = {"root": str(shared_fake_root())} if "root" in component.options.model_fields else None
+    options = FILE_OPTIONS.get(component.name, options)
     check_component("dataset", component.name, options=options)

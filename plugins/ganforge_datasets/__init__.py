@@ -1,9 +1,11 @@
 """Built-in datasets: real MNIST digits (offline), Stacked MNIST, the PacGAN 2D mixtures,
-any folder of images, and MNIST / Fashion-MNIST / CIFAR-10 in torchvision's layout."""
+any folder of images, NVlabs' zips, prepared directories, and MNIST / Fashion-MNIST / CIFAR-10
+in torchvision's layout; and the ``ganforge data`` command that prepares datasets."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ganforge_core import BuildContext, Dataset, Register, hookimpl
 from ganforge_datasets.mixtures import GRID_25, RING_8, MixtureOptions, make_mixture
@@ -11,9 +13,14 @@ from ganforge_datasets.options import (
     CifarOptions,
     FolderOptions,
     Mnist5kOptions,
+    PreparedOptions,
     StackedMnistOptions,
     TorchvisionOptions,
+    ZipOptions,
 )
+
+if TYPE_CHECKING:
+    import typer
 
 MNIST_PAPER = "LeCun et al. 1998, 'Gradient-based learning applied to document recognition'"
 
@@ -35,6 +42,18 @@ def _folder(options: FolderOptions, ctx: BuildContext) -> Dataset:
     from ganforge_datasets.folder import load_folder
 
     return load_folder(options, ctx)
+
+
+def _zip(options: ZipOptions, ctx: BuildContext) -> Dataset:
+    from ganforge_datasets.nvlabs_zip import load_zip
+
+    return load_zip(options, ctx)
+
+
+def _prepared(options: PreparedOptions, ctx: BuildContext) -> Dataset:
+    from ganforge_datasets.prepared import load_prepared
+
+    return load_prepared(options, ctx)
 
 
 def _torchvision(source: str) -> Callable[[TorchvisionOptions, BuildContext], Dataset]:
@@ -75,6 +94,22 @@ def ganforge_register_datasets(register: Register) -> None:
         paper="not a paper: the ImageFolder convention of torchvision",
     )
     register(
+        "zip",
+        _zip,
+        options=ZipOptions,
+        summary="NVlabs' format, read in place: a zip of PNGs with dataset.json labels (path=FILE.zip)",
+        traits={"image", "labelled"},
+        paper="Karras et al. 2020, 'Training generative adversarial networks with limited data' (dataset_tool.py)",
+    )
+    register(
+        "prepared",
+        _prepared,
+        options=PreparedOptions,
+        summary="a directory written by 'ganforge data prepare' (root=DIR): uint8 shards, memory-mapped",
+        traits={"image", "labelled"},
+        paper="not a paper: ganforge's own format (docs/datasets.md)",
+    )
+    register(
         "mnist",
         _torchvision("MNIST"),
         options=TorchvisionOptions,
@@ -107,3 +142,10 @@ def ganforge_register_datasets(register: Register) -> None:
             traits={"vector", "gaussian-mixture"},
             paper="Lin et al. 2018, 'PacGAN' (protocol of Table 1)",
         )
+
+
+@hookimpl
+def ganforge_register_commands(cli: typer.Typer) -> None:
+    from ganforge_datasets.commands import app
+
+    cli.add_typer(app, name="data")

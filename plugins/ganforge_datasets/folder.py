@@ -1,22 +1,27 @@
 """``folder``: any directory of images; sub-folders are the classes.
 
 ``root/cat/1.png, root/dog/2.jpg`` gives two classes (sub-folders in sorted
-order); a flat ``root/*.png`` gives one class. Images are centre-cropped to a
-square, resized to ``size`` and converted to ``channels`` (1: grey, 3: RGB).
+order); a flat ``root/*.png`` gives one class. Each image is made square by the
+``policy`` (centre crop, black padding, or refused), resized to ``size`` and
+converted to ``channels`` (1: grey, 3: RGB). :class:`FolderSource` decodes images
+when they are read, so a run can stream them through worker processes.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ganforge_core import BuildContext, DataError, Dataset
-from ganforge_core.waiting import progress
+from ganforge_core.datasource import StorageDtype
+from ganforge_datasets.images import IMAGE_SUFFIXES, Policy, decode_file, readable_header
 from ganforge_datasets.options import FolderOptions
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+from ganforge_datasets.sources import as_dataset
 
 
 def _images_in(directory: Path) -> list[Path]:
@@ -41,36 +46,65 @@ def find_images(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
     raise DataError(f"dataset 'folder': no images ({suffixes}) in {root} or its sub-folders")
 
 
-def read_image(path: Path, size: int, channels: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+@dataclass
+class FolderSource:
+    """Image files decoded per read: uint8 ``[channels, size, size]`` each (a SampleSource)."""
 
-    try:
-        with Image.open(path) as opened:
-            image = opened.convert("L" if channels == 1 else "RGB")
-            side = min(image.size)
-            left, top = (image.width - side) // 2, (image.height - side) // 2
-            image = image.crop((left, top, left + side, top + side))
-            image = image.resize((size, size), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"dataset 'folder': cannot read image {path}: {exc}") from None
-    return array[None] if channels == 1 else array.transpose(2, 0, 1)
+    paths: list[Path]
+    labels: torch.Tensor | None
+    size: int
+    channels: int
+    policy: Policy = "center-crop"
+    dtype: StorageDtype = field(default="uint8", init=False)
+    shape: tuple[int, ...] = field(default=(), init=False)
+
+    def __post_init__(self) -> None:
+        self.shape = (self.channels, self.size, self.size)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def decode(self, index: int) -> np.ndarray:
+        try:
+            return decode_file(self.paths[index], self.size, self.channels, self.policy)
+        except DataError as exc:
+            raise DataError(f"dataset 'folder': {exc}") from None
+
+    def read(self, indices: Sequence[int]) -> torch.Tensor:
+        out = np.empty((len(indices), *self.shape), dtype=np.uint8)
+        for row, index in enumerate(indices):
+            out[row] = self.decode(index)
+        return torch.from_numpy(out)
+
+
+def open_folder(
+    root: Path, size: int, channels: int, policy: Policy = "center-crop", skip_bad: bool = False
+) -> tuple[FolderSource, list[str], list[str]]:
+    """The source, its class names and the files skipped (``skip_bad``: headers PIL cannot read,
+    or non-square images under policy=refuse; without it nothing is skipped)."""
+    files, classes = find_images(root)
+    skipped: list[str] = []
+    if skip_bad:
+        kept = []
+        for path, label in files:
+            problem = readable_header(path, policy)
+            if problem is None:
+                kept.append((path, label))
+            else:
+                skipped.append(problem)
+        if not kept:
+            raise DataError(f"dataset 'folder': all {len(files):,} images in {root} are unreadable ({skipped[0]})")
+        files = kept
+    labels = torch.tensor([label for _, label in files], dtype=torch.long)
+    return FolderSource([path for path, _ in files], labels, size, channels, policy), classes, skipped
 
 
 def load_folder(options: FolderOptions, ctx: BuildContext) -> Dataset:
     if options.root is None:
         raise DataError("dataset 'folder' needs root=DIR, a directory of images (sub-folders are classes)")
-    files, classes = find_images(options.root.expanduser())
-    arrays = []
-    with progress(f"reading {len(files):,} images", total=len(files)) as wait:
-        for path, _ in files:
-            arrays.append(read_image(path, options.size, options.channels))
-            wait.advance()
-    samples = torch.from_numpy(np.stack(arrays))  # uint8: the core scales pixels on the training device
-    labels = torch.tensor([label for _, label in files], dtype=torch.long)
-    return Dataset(
-        samples=samples,
-        labels=labels,
-        num_classes=len(classes),
-        info={"classes": classes},
+    source, classes, skipped = open_folder(
+        options.root.expanduser(), options.size, options.channels, options.policy, options.skip_bad
     )
+    if skipped:
+        print(f"dataset 'folder': skipped {len(skipped):,} unreadable images (first: {skipped[0]})", file=sys.stderr)
+    return as_dataset(source, len(classes), {"classes": classes})

