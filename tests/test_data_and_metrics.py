@@ -125,13 +125,15 @@ def test_stacked_mnist_is_fixed_by_its_seed_and_resizes() -> None:
 def test_folder_reads_classes_from_sub_folders(tmp_path: Path) -> None:
     write_fake_images(tmp_path, classes=("cats", "dogs", "owls"), per_class=4)
     data = build("folder", root=str(tmp_path), size=12)
-    assert data.samples.shape == (12, 3, 12, 12) and data.num_classes == 3
+    assert len(data) == 12 and data.shape == (3, 12, 12) and data.num_classes == 3
     assert data.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     assert data.info["classes"] == ["cats", "dogs", "owls"]
-    assert data.samples.dtype == torch.uint8 and int(data.samples.max()) > 128  # pixels, not [-1, 1]
+    pixels = data.read(range(12))
+    assert pixels.shape == (12, 3, 12, 12) and pixels.dtype == torch.uint8 and int(pixels.max()) > 128
+    assert data.storage_dtype == "uint8" and data.nbytes == 12 * 3 * 12 * 12
     assert -1 <= data.take(range(12)).min() and data.take(range(12)).max() <= 1
     grey = build("folder", root=str(tmp_path), size=8, channels=1)
-    assert grey.samples.shape == (12, 1, 8, 8)
+    assert grey.read(range(12)).shape == (12, 1, 8, 8)
 
 
 def test_a_flat_folder_is_one_class(tmp_path: Path) -> None:

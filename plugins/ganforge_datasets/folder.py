@@ -22,6 +22,7 @@ from ganforge_core.datasource import StorageDtype
 from ganforge_datasets.images import IMAGE_SUFFIXES, Policy, decode_file, readable_header
 from ganforge_datasets.options import FolderOptions
 from ganforge_datasets.sources import as_dataset
+from ganforge_core.waiting import progress
 
 
 def _images_in(directory: Path) -> list[Path]:
@@ -80,21 +81,28 @@ class FolderSource:
 def open_folder(
     root: Path, size: int, channels: int, policy: Policy = "center-crop", skip_bad: bool = False
 ) -> tuple[FolderSource, list[str], list[str]]:
-    """The source, its class names and the files skipped (``skip_bad``: headers PIL cannot read,
-    or non-square images under policy=refuse; without it nothing is skipped)."""
+    """The source, its class names and the files skipped.
+
+    Every file's header is read here, so an unreadable image (or a non-square one
+    under policy=refuse) is found before training starts, not when a streamed batch
+    reaches it: with ``skip_bad`` it is skipped and counted, without it the run stops
+    with one line naming the file. (A good header over corrupt pixels is found when read.)"""
     files, classes = find_images(root)
     skipped: list[str] = []
-    if skip_bad:
-        kept = []
+    kept = []
+    with progress(f"checking {len(files):,} images", total=len(files)) as wait:
         for path, label in files:
             problem = readable_header(path, policy)
+            wait.advance()
             if problem is None:
                 kept.append((path, label))
-            else:
+            elif skip_bad:
                 skipped.append(problem)
-        if not kept:
-            raise DataError(f"dataset 'folder': all {len(files):,} images in {root} are unreadable ({skipped[0]})")
-        files = kept
+            else:
+                raise DataError(f"dataset 'folder': cannot read image {problem} (skip_bad=true skips such files)")
+    if not kept:
+        raise DataError(f"dataset 'folder': all {len(files):,} images in {root} are unreadable ({skipped[0]})")
+    files = kept
     labels = torch.tensor([label for _, label in files], dtype=torch.long)
     return FolderSource([path for path, _ in files], labels, size, channels, policy), classes, skipped
 
