@@ -296,3 +296,35 @@ def test_progan_trains_from_the_cli_on_28_pixel_mnist(tmp_path: Path) -> None:
     trained = load_trained(out)
     assert trained.draw(3, seed=0).shape == (3, 1, 28, 28)
     assert (trained.generator.stage, trained.generator.fading) == (3, False), "the last step: whole"
+
+
+class CountingGenerator(torch.nn.Module):
+    """A broken growing network: its stage counts the calls to grow, not the step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.z_dim, self.calls = 2, 0
+        self.net = torch.nn.Linear(2, 2)
+
+    def grow(self, step: int, total_steps: int) -> tuple[int, bool]:
+        self.calls += 1
+        return min(self.calls - 1, 1), False
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class Counting:
+    @hookimpl
+    def ganforge_register_generators(self, register: Any) -> None:
+        register("counting", lambda options, ctx: CountingGenerator(), summary="grows by calls",
+                 requires={"vector"}, traits={"growing"})
+
+
+def test_check_component_refuses_a_network_that_grows_by_anything_but_the_step() -> None:
+    from ganforge_core.plugins import Plugins
+
+    message = r"generator 'counting' on dataset 'ring-8': growing: grow\(0, 10\) returned \(0, False\), then \(1, False\) after"
+    with pytest.raises(AssertionError, match=message):
+        check_component("generator", "counting", plugins=Plugins(extra=[("counting", Counting())]),
+                        datasets=["ring-8"])
