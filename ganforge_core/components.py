@@ -322,7 +322,7 @@ class Schedule:
 
 
 class Growing(Protocol):
-    """A network whose architecture follows the run's progress (progressive growing); its component declares the trait ``growing``.
+    """A network whose architecture follows the run's progress (progressive growing): trait ``growing``.
 
     The core calls :meth:`grow` on it, and nothing else tells it the step: the
     engine before every training step (on G and D, with the step about to run),

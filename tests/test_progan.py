@@ -324,7 +324,10 @@ class Counting:
 def test_check_component_refuses_a_network_that_grows_by_anything_but_the_step() -> None:
     from ganforge_core.plugins import Plugins
 
-    message = r"generator 'counting' on dataset 'ring-8': growing: grow\(0, 10\) returned \(0, False\), then \(1, False\) after"
+    message = (
+        r"generator 'counting' on dataset 'ring-8': growing: grow\(0, 10\) returned \(0, False\), "
+        r"then \(1, False\) after other steps"
+    )
     with pytest.raises(AssertionError, match=message):
         check_component("generator", "counting", plugins=Plugins(extra=[("counting", Counting())]),
                         datasets=["ring-8"])

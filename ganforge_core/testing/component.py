@@ -159,7 +159,9 @@ if set(COMPONENT_CHECKS) != set(KINDS):
     raise RuntimeError("ganforge_core.testing.COMPONENT_CHECKS must cover every kind")
 
 
-def _whole_and_growing(network: torch.nn.Module, traits: frozenset[str], total_steps: int, check: Callable[[], None]) -> None:
+def _whole_and_growing(
+    network: torch.nn.Module, traits: frozenset[str], total_steps: int, check: Callable[[], None]
+) -> None:
     """``check`` on the network as built, then, for the trait ``growing``, at several steps (:func:`check_growing`)."""
     check()
     if "growing" in traits:

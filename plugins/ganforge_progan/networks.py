@@ -88,7 +88,8 @@ class GrowingNetwork(nn.Module):
     def _margins(self) -> tuple[int, int, int, int]:
         """Left, right, top and bottom padding from the data's size to the working side."""
         (height, width), side = self.shape[1:], self.side
-        return (side - width) // 2, side - width - (side - width) // 2, (side - height) // 2, side - height - (side - height) // 2
+        left, top = (side - width) // 2, (side - height) // 2
+        return left, side - width - left, top, side - height - top
 
 
 class GBlock(nn.Module):

@@ -36,15 +36,17 @@ class GrowthOptions(Options):
 class GeneratorOptions(GrowthOptions):
     z_dim: int = Field(128, ge=1, le=4096, description="latent dimensions (ProGAN: 512)")
     width: int = Field(
-        128, ge=1, le=1024,
-        description="channels at 4x4 and 8x8, halved at each larger stage down to width/8 (ProGAN: 512)",
+        64, ge=1, le=1024,
+        description="channels at 4x4 and 8x8, halved at each larger stage down to width/8 (ProGAN: 512; "
+        "64 keeps CPU runs quick)",
     )
 
 
 class DiscriminatorOptions(GrowthOptions):
     width: int = Field(
-        128, ge=1, le=1024,
-        description="channels at 4x4 and 8x8, halved at each larger stage down to width/8 (ProGAN: 512)",
+        64, ge=1, le=1024,
+        description="channels at 4x4 and 8x8, halved at each larger stage down to width/8 (ProGAN: 512; "
+        "64 keeps CPU runs quick)",
     )
     group_size: int = Field(
         4, ge=1, le=1024,
@@ -103,7 +105,7 @@ class Growth:
     def at(self, step: int, total_steps: int) -> tuple[int, float]:
         """(stage, alpha) at G step ``step`` (0-based) of ``total_steps``."""
         # ganforge_core.run_progress, exactly
-        progress = Fraction(1) if total_steps <= 1 else min(max(Fraction(step, total_steps - 1), Fraction(0)), Fraction(1))
+        progress = Fraction(1) if total_steps <= 1 else min(max(Fraction(step, total_steps - 1), Fraction(0)), 1)
         stage = min(int(progress / self.share), self.stages - 1)
         if stage == 0 or self.fade == 0:
             return stage, 1.0
