@@ -85,6 +85,12 @@ class GrowingNetwork(nn.Module):
         """``(1 - alpha) * old + alpha * new``: exactly ``old`` at alpha 0 and ``new`` at alpha 1."""
         return old * (1 - self.alpha) + new * self.alpha
 
+    def reaching_every_parameter(self, out: Tensor) -> Tensor:
+        """``out`` plus 0 times every parameter: the layers of the other stages get a gradient of exactly 0,
+        as stylegan2-ada's ``* 0`` terms give them, so Adam steps every parameter together (a future
+        stage's moments stay 0, its weights unchanged) and DDP finds every gradient it waits for."""
+        return out + 0 * torch.stack([p.sum() for p in self.parameters()]).sum().to(out.dtype)
+
     def _margins(self) -> tuple[int, int, int, int]:
         """Left, right, top and bottom padding from the data's size to the working side."""
         (height, width), side = self.shape[1:], self.side
@@ -142,7 +148,7 @@ class ProGANGenerator(GrowingNetwork):
             image = self.blend(upsample(self.to_rgb[self.stage - 1](previous), 2), image)
         image = upsample(image, self.side >> (self.stage + 2))
         left, _, top, _ = self._margins()
-        return image[:, :, top : top + self.shape[1], left : left + self.shape[2]]
+        return self.reaching_every_parameter(image[:, :, top : top + self.shape[1], left : left + self.shape[2]])
 
 
 class ProGANDiscriminator(GrowingNetwork):
@@ -173,4 +179,4 @@ class ProGANDiscriminator(GrowingNetwork):
         h = leaky(self.final_conv(self.std(h)))
         h = leaky(self.final_dense(h.flatten(1)))
         logits: Tensor = self.output(h)
-        return logits.flatten()
+        return self.reaching_every_parameter(logits.flatten())
