@@ -7,7 +7,7 @@ torch at run time, so resolving a configuration stays cheap.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
@@ -400,6 +400,29 @@ class Schedule:
     def lr_multiplier(self, step: int, total_steps: int) -> float:
         """The factor both learning rates are multiplied by before G step ``step`` (0-based)."""
         return 1.0
+
+
+class Growing(Protocol):
+    """A network whose architecture follows the run's progress (progressive growing): trait ``growing``.
+
+    The core calls :meth:`grow` on it, and nothing else tells it the step: the
+    engine before every training step (on G and D, with the step about to run),
+    and a :class:`~ganforge_core.trained.Trained` before it samples (on the
+    sampling generator, an EMA copy included, with the step it holds). Networks
+    without the trait are never called and cost nothing. Build the network in
+    its final form (the last step's), so that code which never calls ``grow``
+    (the contract checks of other kinds, ``HubGenerator``) sees a whole network.
+    Its input and output shapes never change: a growing G still returns samples
+    of the data's shape and a growing D takes them.
+    """
+
+    def grow(self, step: int, total_steps: int) -> Hashable:
+        """Take the form of G step ``step`` of ``total_steps`` (0-based), as a pure function of the two
+        numbers (a resumed run then continues exactly); return a key that changes exactly when the
+        operations the forward pass runs change. A CUDA graph the engine captured under one key is
+        released and captured again under the next, so what varies within a key (a fade-in weight)
+        must be a tensor the forward pass reads, updated in place here."""
+        ...
 
 
 class Metric:

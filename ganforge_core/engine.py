@@ -33,13 +33,21 @@ kinds are captured (each graph holds its own memory); steps of any further
 kind run eagerly. Only steps whose loss and regularizers declare the trait
 ``graph-safe`` (their work depends on tensors alone, not on the step number or
 host values) are captured; anything else runs eagerly.
+
+Growing networks (the trait ``growing``, :class:`~ganforge_core.components.Growing`):
+before each step the engine calls ``grow(step, total_steps)`` on them, a pure
+function of the step, so a resumed run grows exactly as a run never stopped. When
+the key a network returns changes (a new stage of progressive growing), the
+graphs captured for its old form are released and each kind of step warms up and
+is captured again; a fade-in weight that changes within a key is a tensor the
+captured graph reads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
@@ -139,6 +147,8 @@ class Engine:
     latent_source: torch.Generator | None = None
     # Who provides each component, for train-time contract errors (run.py fills it in).
     owners: Owners = field(default_factory=Owners)
+    # The networks of components with the trait ``growing`` (run.py fills it in), grown before each step.
+    growing: Sequence[nn.Module] = ()
 
     def __post_init__(self) -> None:
         targets = Targets()
@@ -171,6 +181,7 @@ class Engine:
         self._eager_runs: dict[StepKind, int] = {}
         self._graphs: dict[StepKind, _Captured] = {}
         self._side_stream: torch.cuda.Stream | None = None
+        self._form: tuple[Hashable, ...] | None = None  # the growing networks' keys (Growing.grow)
 
     # -- one step -----------------------------------------------------------
 
@@ -187,6 +198,7 @@ class Engine:
         writes its outputs in place); :meth:`read_stats` gives their running means.
         """
         self._set_learning_rates(step)
+        self.grow(step)
         self._summed_steps += 1
         kind = self.step_kind(step)
         captured = self._graphs.get(kind)
@@ -210,6 +222,24 @@ class Engine:
             torch.cuda.current_stream().wait_stream(side)
             return stats
         return self._run_phases(reals, step, kind)
+
+    def grow(self, step: int) -> bool:
+        """Grow the growing networks to step ``step``; whether their form changed since the last step.
+
+        A change releases the CUDA graphs captured for the old form and restarts their
+        warm-up, so each kind of step is captured again for the new one.
+        """
+        if not self.growing:
+            return False
+        # getattr: nn.Module types its attributes as Tensor | Module; grow is a method (traincheck.grows)
+        form = tuple(getattr(network, "grow")(step, self.total_steps) for network in self.growing)
+        if form == self._form:
+            return False
+        changed = self._form is not None
+        self._form = form
+        self._graphs.clear()
+        self._eager_runs.clear()
+        return changed
 
     def _run_phases(self, reals: Sequence[Batch], step: int, kind: StepKind) -> dict[str, Tensor]:
         d_kind, g_kind = kind

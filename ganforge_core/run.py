@@ -21,10 +21,11 @@ import torch
 from torch import Tensor, nn
 
 from ganforge_core import checkpoint as ckpt
-from ganforge_core import distributed, residency
+from ganforge_core import distributed, residency, traincheck
 from ganforge_core.components import BuildContext, Dataset, Regularizer
 from ganforge_core.config import Chosen, Plan, resolve, with_epochs_as_steps
 from ganforge_core.engine import Engine, lazy_ratio, penalty_intervals
+from ganforge_core.errors import ConfigError
 from ganforge_core.fastpath import choose_fast_path, pick_device
 from ganforge_core.plugins import Plugins
 from ganforge_core.pictures import is_image
@@ -132,6 +133,16 @@ class Run(Trained):
             }
         )
         lazy = {net: penalty_intervals(self.regularizers, net, owners).values() for net in ("g", "d")}
+        growing: list[nn.Module] = []  # networks of the trait 'growing': the engine grows them each step
+        for network, chosen in ((self.generator, plan.generator), (self.discriminator, plan.discriminator)):
+            if "growing" in chosen.traits:
+                traincheck.grows(network, _owner(chosen))
+                growing.append(network)
+        if growing and world.distributed:
+            raise ConfigError(
+                "networks that grow (the trait 'growing', progressive growing) do not train under torchrun yet: "
+                "DDP expects every parameter to get a gradient at every step; train them in one process"
+            )
         self.engine = Engine(
             generator=self.generator,
             discriminator=self.discriminator,
@@ -146,6 +157,7 @@ class Run(Trained):
             cuda_graph=self.fast.cuda_graph,
             skip_nonfinite=config.on_nan == "skip",
             owners=owners,
+            growing=growing,
             **ddp,
         )
         fixed = torch.Generator().manual_seed(config.seed + 1)

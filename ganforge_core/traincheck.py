@@ -74,3 +74,12 @@ def interval(value: Any, who: str, attribute: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return value
     raise ContractError(f"{who}: {attribute} is {value!r}; a penalty interval is an int of at least 1")
+
+
+def grows(network: Any, who: str) -> None:
+    """A network whose component declares the trait ``growing`` has ``grow(step, total_steps)``."""
+    if not callable(getattr(network, "grow", None)):
+        raise ContractError(
+            f"{who} declares the trait 'growing' but has no grow(step, total_steps) method "
+            "(ganforge_core.Growing)"
+        )

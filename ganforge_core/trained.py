@@ -299,17 +299,25 @@ class Trained:
     # -- sampling ----------------------------------------------------------------
 
     def sampler(self, ema: bool = True) -> nn.Module:
-        """The generator to sample and evaluate with: an EMA copy if a regularizer keeps one."""
+        """The generator to sample and evaluate with: an EMA copy if a regularizer keeps one.
+
+        A generator of the trait ``growing`` is grown to :attr:`step` first (``Growing.grow``).
+        """
         if not ema and self.ema_only:
             raise ConfigError(
                 f"--no-ema: {self.run_dir} is an export of the EMA generator alone; G's own weights are "
                 "in the run directory (or export them with 'ganforge export --no-ema')"
             )
+        chosen = self.generator
         for reg in self.regularizers.values() if ema else ():
             replacement = reg.sampling_generator()
             if replacement is not None:
-                return replacement
-        return self.generator
+                chosen = replacement
+                break
+        if "growing" in self.plan.generator.traits:
+            # getattr: nn.Module types its attributes as Tensor | Module; grow is a method (traincheck.grows)
+            getattr(chosen, "grow")(self.step, self.ctx.total_steps)
+        return chosen
 
     @torch.no_grad()
     def generate(

@@ -61,6 +61,13 @@ TRAITS: dict[str, Trait] = {
         "D has BatchNorm, which couples the samples of a batch",
         "`--batch-size 1` is refused (`config`); `ganforge_core.testing` checks the declaration against the module",
     ),
+    "growing": Trait(
+        "the network's architecture follows the run's progress (progressive growing): it implements "
+        "`grow(step, total_steps)` (`ganforge_core.Growing`)",
+        "`ganforge_core.engine` grows G and D before each step and captures a CUDA graph again when their "
+        "form changes; `ganforge_core.trained` grows the sampling generator to its step; `run` refuses it "
+        "under torchrun; `ganforge_core.testing.check_component` checks `grow` at several steps",
+    ),
     # -- losses ------------------------------------------------------------------------
     "targets": Trait(
         "the loss scores logits against `ctx.targets`, so label smoothing acts on it",

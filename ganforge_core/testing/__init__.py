@@ -45,6 +45,7 @@ from ganforge_core.testing.networks import (
     check_declares_batchnorm,
     check_discriminator,
     check_generator,
+    check_growing,
 )
 from ganforge_core.testing.objects import (
     BATCHNORM_TRAIT,
@@ -77,6 +78,7 @@ __all__ = [
     "check_discriminator",
     "check_g_phase_isolated",
     "check_generator",
+    "check_growing",
     "check_isolation",
     "check_logger",
     "check_loss",

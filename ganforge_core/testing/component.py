@@ -24,6 +24,7 @@ from ganforge_core.testing.networks import (
     check_declares_batchnorm,
     check_discriminator,
     check_generator,
+    check_growing,
 )
 from ganforge_core.testing.objects import (
     BATCHNORM_TRAIT,
@@ -158,19 +159,37 @@ if set(COMPONENT_CHECKS) != set(KINDS):
     raise RuntimeError("ganforge_core.testing.COMPONENT_CHECKS must cover every kind")
 
 
+def _whole_and_growing(
+    network: torch.nn.Module, traits: frozenset[str], total_steps: int, check: Callable[[], None]
+) -> None:
+    """``check`` on the network as built, then, for the trait ``growing``, at several steps (:func:`check_growing`)."""
+    check()
+    if "growing" in traits:
+        with _about("growing"):
+            check_growing(network, total_steps, check)
+
+
 def _check_on_dataset(component: Component, chosen: Options, dataset: Dataset) -> None:
     kind, traits = component.kind, component.traits(chosen)
     ctx = build_context(dataset.shape, num_classes=dataset.num_classes, data_info=dataset.info)
     if kind == "generator":
         generator = component.build(chosen, ctx)
         check_declares_batchnorm(generator, kind, traits)
-        for n, training in ((1, True), (1, False), (5, True), (5, False)):
-            check_generator(generator, dataset.shape, n, training=training, traits=traits)
+
+        def check_g() -> None:
+            for n, training in ((1, True), (1, False), (5, True), (5, False)):
+                check_generator(generator, dataset.shape, n, training=training, traits=traits)
+
+        _whole_and_growing(generator, traits, ctx.total_steps, check_g)
     elif kind == "discriminator":
         discriminator = component.build(chosen, ctx)
         check_declares_batchnorm(discriminator, kind, traits)
-        for n in (1, 5):
-            check_discriminator(discriminator, dataset.take(range(n)), traits=traits)
+
+        def check_d() -> None:
+            for n in (1, 5):
+                check_discriminator(discriminator, dataset.take(range(n)), traits=traits)
+
+        _whole_and_growing(discriminator, traits, ctx.total_steps, check_d)
     elif kind == "regularizer":
         check_regularizer(component.build(chosen, ctx), dataset.take(range(min(12, len(dataset)))), traits=traits)
     elif kind == "metric":

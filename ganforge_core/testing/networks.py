@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 import torch
@@ -102,3 +102,27 @@ def check_declares_batchnorm(network: nn.Module, kind: str, traits: Iterable[str
     if batch_norms and not declared:
         raise _fail(f"{kind} holds {type(batch_norms[0]).__name__} but does not declare the trait '{trait}'")
     _check(not declared or batch_norms, f"{kind} declares '{trait}' but holds no BatchNorm layer")
+
+
+def check_growing(network: nn.Module, total_steps: int, check: Callable[[], None]) -> None:
+    """A network of the trait ``growing``: ``grow(step, total_steps)`` returns a hashable key that is a
+    pure function of the step (the same whatever was grown before), and ``check()`` (the network's own
+    check) passes at the first, middle and last step; the network is left at the last step's form."""
+    grow = getattr(network, "grow", None)
+    _check(callable(grow), "declares the trait 'growing' but has no grow(step, total_steps) method")
+    assert callable(grow)
+    steps = sorted({0, total_steps // 2, total_steps - 1})
+    keys: dict[int, Hashable] = {}
+    for step in steps:
+        key = grow(step, total_steps)
+        _check(isinstance(key, Hashable), f"grow({step}, {total_steps}) returned {key!r}, which is not hashable")
+        keys[step] = key
+        check()
+    for step in reversed(steps):
+        again = grow(step, total_steps)
+        _check(
+            again == keys[step],
+            f"grow({step}, {total_steps}) returned {keys[step]!r}, then {again!r} after other steps: "
+            "the form must be a function of the step alone",
+        )
+    grow(steps[-1], total_steps)
