@@ -65,7 +65,7 @@ class PathLength(Regularizer):
         if self.pl_mean.device != lengths.device:
             self.pl_mean = self.pl_mean.to(lengths.device)
         pl_mean = self.pl_mean.lerp(lengths.detach().mean(), self.options.decay)
-        pass
+        self.pl_mean.copy_(pl_mean)
         return self.options.weight * (lengths - pl_mean).square().mean()
 
     def state_dict(self) -> dict[str, Any]:
