@@ -76,7 +76,8 @@ def test_sides_are_a_start_of_4_to_7_doubled_at_least_once() -> None:
     assert [s for s in range(1, 40) if start_and_doublings(s) is None] == [
         *range(1, 8), 9, 11, 13, 15, 17, 18, 19, 21, 22, 23, 25, 26, 27, 29, 30, 31, 33, 34, 35, 36, 37, 38, 39
     ]
-    generator, discriminator = StyleGAN2Generator(TINY, 3, 28), StyleGAN2Discriminator(DiscriminatorOptions(width=4), 3, 28)
+    generator = StyleGAN2Generator(TINY, 3, 28)
+    discriminator = StyleGAN2Discriminator(DiscriminatorOptions(width=4), 3, 28)
     images = generator(torch.randn(2, 6))
     assert images.shape == (2, 3, 28, 28) and discriminator(images).shape == (2,)
 
@@ -188,7 +189,10 @@ def test_the_path_length_penalty_is_the_deviation_of_jacobian_norms_from_their_r
     ws = generator.styles(ctx.latents).detach()
     jacobian = torch.autograd.functional.jacobian(generator.synthesis, ws)  # [N, C, H, W, N, num_ws, w_dim]
     lengths = torch.stack(
-        [torch.einsum("chw,chwld->ld", noise[i], jacobian[i, :, :, :, i]).square().sum(1).mean().sqrt() for i in range(4)]
+        [
+            torch.einsum("chw,chwld->ld", noise[i], jacobian[i, :, :, :, i]).square().sum(1).mean().sqrt()
+            for i in range(4)
+        ]
     )
     mean = 0.25 + 0.3 * (lengths.mean() - 0.25)
     torch.testing.assert_close(value, (2.0 * (lengths - mean).square().mean()).float(), rtol=1e-5, atol=1e-7)

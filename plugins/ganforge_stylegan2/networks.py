@@ -97,7 +97,8 @@ class ToRGB(nn.Module):
         self.weight_gain = 1 / math.sqrt(c_in)
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        x = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False, fused=not self.training)
+        styles = self.affine(w) * self.weight_gain
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=not self.training)
         return x + self.bias.reshape(1, -1, 1, 1).to(x.dtype)
 
 
@@ -167,7 +168,9 @@ class StyleGAN2Generator(nn.Module):
             ws = self.w_avg.to(ws.dtype).lerp(ws, self.truncation_psi)
         return ws
 
-    def forward(self, z: Tensor, labels: Tensor | None = None, *, return_ws: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(
+        self, z: Tensor, labels: Tensor | None = None, *, return_ws: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Images for latents z; with ``return_ws``, also the ws that drove them (path-length regularization)."""
         ws = self.styles(z)
         images = self.synthesis(ws)
