@@ -41,6 +41,7 @@ class MappingNetwork(nn.Module):
     """z -> w, and ``w_avg``, the running mean of w over training forward passes (a running statistic)."""
 
     running_statistics = ("w_avg",)  # moved by training-mode forward passes only, as BatchNorm's are
+    w_avg: Tensor
 
     def __init__(self, options: GeneratorOptions) -> None:
         super().__init__()
@@ -64,6 +65,8 @@ class MappingNetwork(nn.Module):
 
 class SynthesisLayer(nn.Module):
     """A modulated, demodulated 3x3 convolution (after a 2x upsample if ``up``), noise, bias, leaky ReLU."""
+
+    noise_const: Tensor
 
     def __init__(self, c_in: int, c_out: int, w_dim: int, side: int, *, up: bool) -> None:
         super().__init__()
@@ -121,13 +124,14 @@ class SynthesisNetwork(nn.Module):
             ]
         )
         self.to_rgb = nn.ModuleList(ToRGB(width, channels, w_dim) for _ in sides)
-        self.num_ws = sum(len(layers) for layers in self.convs) + 1
+        self.num_ws = 1 + 2 * doublings + 1  # the first block's conv, two per doubling, the last toRGB
 
     def forward(self, ws: Tensor) -> Tensor:
         x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1).to(ws.dtype)
         image: Tensor | None = None
         index = 0
         for layers, to_rgb in zip(self.convs, self.to_rgb, strict=True):
+            assert isinstance(layers, nn.ModuleList)
             for layer in layers:
                 x = layer(x, ws[:, index])
                 index += 1

@@ -16,14 +16,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ganforge_core import GContext, Regularizer
 from ganforge_stylegan2.networks import StyleGAN2Generator
 from ganforge_stylegan2.options import PathLengthOptions
 
 
-def has_w(generator: nn.Module) -> bool:
+def has_w(generator: object) -> bool:
     """Whether ``generator`` (or the module a DDP wrapper holds) is the stylegan2 generator."""
     return isinstance(getattr(generator, "module", generator), StyleGAN2Generator)
 
