@@ -384,12 +384,15 @@ POWER_ITERATION = {"_u", "_v"}
 
 
 def buffer_kinds(module: nn.Module) -> dict[str, str]:
-    """Each buffer of ``module``: "running-statistics" (BatchNorm), "power-iteration" (spectral norm) or "other"."""
+    """Each buffer of ``module``: "running-statistics" (BatchNorm's, or those a module names in its
+    ``running_statistics``), "power-iteration" (spectral norm) or "other"."""
     kinds = {}
     for owner_name, owner in module.named_modules():
         for name, _ in owner.named_buffers(recurse=False):
             full = f"{owner_name}.{name}" if owner_name else name
             if isinstance(owner, nn.modules.batchnorm._BatchNorm) and name in RUNNING_STATISTICS:
+                kinds[full] = "running-statistics"
+            elif name in getattr(owner, "running_statistics", ()):  # a module's own (stylegan2's w_avg)
                 kinds[full] = "running-statistics"
             elif isinstance(owner, _SpectralNorm) and name in POWER_ITERATION:
                 kinds[full] = "power-iteration"
