@@ -178,7 +178,9 @@ def test_wgan_gp_run_takes_the_loss_recommendations(wgan_run: Finished) -> None:
     assert json.loads((wgan_run.out / "config.json").read_text())["betas"] == [0.0, 0.9]
     assert config.discriminator.name == "dcgan" and config.discriminator.options["norm"] == "layer"
     # mnist-5k is digits: the MNIST-classifier metrics are the defaults, and they ran at the end.
-    assert {m.name for m in config.metrics} == {"digit-classes", "classifier-fid", "classifier-kid", "precision-recall"}
+    assert {m.name for m in config.metrics} == {
+        "digit-classes", "classifier-fid", "classifier-kid", "precision-recall", "class-spread"
+    }
     assert {"digit-classes/classes", "classifier-fid/fid", "classifier-fid/real-floor"} <= set(
         json.loads((wgan_run.out / "results.json").read_text())
     )

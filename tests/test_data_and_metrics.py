@@ -363,7 +363,7 @@ def test_digit_metrics_apply_only_where_declared() -> None:
     from ganforge_core import RunConfig, resolve
     from support import default_traits
 
-    digit_metrics = {"digit-classes", "classifier-fid", "classifier-kid", "precision-recall"}
+    digit_metrics = {"digit-classes", "classifier-fid", "classifier-kid", "precision-recall", "class-spread"}
     # A default run (mnist-5k) evaluates the classifier metrics at the end, and no opt-in one.
     assert {m.component.name for m in resolve(RunConfig(), REGISTRY).metrics} == digit_metrics
     # Image datasets that are not digits (and 2D mixtures) get none of them.

@@ -1,7 +1,9 @@
 """DCGAN generator and discriminator (Radford et al. 2016) for square images of any size.
 
-Both take class labels in ``--conditional`` runs: G through a class embedding
-concatenated to z, D as a projection discriminator (Miyato & Koyama 2018).
+Weights start as the paper initialises them (``init=dcgan``) unless ``init=pytorch``.
+Both take class labels in ``--conditional`` runs: G through conditional BatchNorm
+(a per-class gain and bias in every BatchNorm) and a small class embedding appended
+to z, D as a projection discriminator (Miyato & Koyama 2018).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 
 PAPER = (
     "Radford et al. 2016, 'Unsupervised representation learning with deep convolutional GANs'; "
-    "conditional D: Miyato & Koyama 2018, 'cGANs with projection discriminator'"
+    "conditional: Miyato & Koyama 2018, 'cGANs with projection discriminator' (projection D, conditional BN in G)"
 )
 
 
@@ -56,7 +58,7 @@ def ganforge_register_generators(register: Register) -> None:
         build_generator,
         options=GeneratorOptions,
         summary="transposed-conv generator with BatchNorm; any square size, any channel count; "
-        "conditional: class embedding concatenated to z",
+        "conditional: class-conditional BatchNorm and a small class embedding appended to z",
         requires={"image"},
         traits={"batchnorm-in-g", "label-conditioning"},
         paper=PAPER,

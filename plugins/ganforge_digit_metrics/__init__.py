@@ -2,7 +2,9 @@
 
 ``digit-classes`` and ``stacked-modes`` count the classes the classifier sees in
 generated samples; ``classifier-fid``, ``classifier-kid`` and ``precision-recall``
-compare its penultimate (128-unit) features of generated and real images. Each
+compare its penultimate (128-unit) features of generated and real images, and
+``class-spread`` compares them class by class (the classifier's classes), which
+is where a conditional G that draws one image per class shows. Each
 channel of an image is classified as one digit, so on Stacked MNIST a sample is
 a triple of digits and its features are the three channels' features side by side.
 
@@ -70,6 +72,13 @@ class PrecisionRecallOptions(FeatureOptions):
     k: int = Field(3, ge=1, le=1000, description="neighbours that set each sample's k-NN radius (paper: 3)")
 
 
+class ClassSpreadOptions(Options):
+    samples: int = Field(
+        5_000, ge=2, le=1_000_000, description="generated samples, and real ones (at most the dataset's)"
+    )
+    k: int = Field(3, ge=1, le=1000, description="neighbours that set the k-NN radii of the per-class recall")
+
+
 
 def _factory(name: str) -> Callable[[Options, BuildContext], Metric]:
     """A factory of the metric class ``name`` in :mod:`ganforge_digit_metrics.metrics` (torch: imported when built)."""
@@ -124,4 +133,13 @@ def ganforge_register_metrics(register: Register) -> None:
         summary="k-NN precision (fidelity) and recall (coverage) on the MNIST classifier's features",
         requires={"digits"},
         paper="Kynkäänniemi et al. 2019, 'Improved precision and recall metric for assessing generative models'",
+    )
+    register(
+        "class-spread",
+        _factory("ClassSpread"),
+        options=ClassSpreadOptions,
+        summary="diversity within each class the MNIST classifier sees: RMS feature distance of a class's "
+        "samples over the real class's (1: as varied; 0: one image), and per-class k-NN recall",
+        requires={"digits"},
+        paper="recall within each class as in Kynkäänniemi et al. 2019, 'Improved precision and recall metric'",
     )

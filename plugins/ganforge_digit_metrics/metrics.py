@@ -13,10 +13,10 @@ from torch import Tensor
 from ganforge_core import Dataset, Metric
 from ganforge_core.features import fid, fid_scores, kid_scores, over_halvings, real_pool, write_provenance
 from ganforge_digit_metrics import classifier as clf
-from ganforge_digit_metrics.measures import kl_to_uniform, precision_recall
+from ganforge_digit_metrics.measures import class_spread, kl_to_uniform, precision_recall
 
 if TYPE_CHECKING:
-    from ganforge_digit_metrics import ClassOptions, FeatureOptions, StackedOptions
+    from ganforge_digit_metrics import ClassOptions, ClassSpreadOptions, FeatureOptions, StackedOptions
 
 _LOADED: dict[Path, clf.Loaded] = {}
 
@@ -137,10 +137,33 @@ class StackedModes(Metric):
     def compute(self, generate: Callable[[int], Tensor], dataset: Dataset) -> dict[str, float]:
         digits, _ = digit_outputs(generate(self.options.samples))
         record_provenance("stacked-modes", 0, self.options.samples)
-        weights = torch.tensor([10 ** (digits.shape[1] - 1 - i) for i in range(digits.shape[1])])
-        modes = (digits * weights).sum(1)
+        modes = _modes(digits)
         total = 10 ** digits.shape[1]
         return {"modes": float(torch.bincount(modes, minlength=total).gt(0).sum()), "kl": kl_to_uniform(modes, total)}
+
+
+def _modes(digits: Tensor) -> Tensor:
+    """One class per image from its digits ``[N, C]``: the digit, or on Stacked MNIST the triple as a number."""
+    weights = torch.tensor([10 ** (digits.shape[1] - 1 - i) for i in range(digits.shape[1])])
+    return (digits * weights).sum(1)
+
+
+class ClassSpread(Metric):
+    """Diversity within each class the classifier sees, generated against real (``measures.class_spread``).
+
+    Classes are the classifier's, for real and generated images alike, so conditional and
+    unconditional runs are measured the same way.
+    """
+
+    def __init__(self, options: ClassSpreadOptions) -> None:
+        self.options = options
+
+    def compute(self, generate: Callable[[int], Tensor], dataset: Dataset) -> dict[str, float]:
+        real = dataset.samples[torch.randperm(len(dataset.samples))[: self.options.samples]]
+        real_digits, real_features = digit_outputs(real)
+        fake_digits, fake_features = digit_outputs(generate(self.options.samples))
+        record_provenance("class-spread", len(real), self.options.samples)
+        return class_spread(real_features, _modes(real_digits), fake_features, _modes(fake_digits), self.options.k)
 
 
 class FeatureMetric(Metric):

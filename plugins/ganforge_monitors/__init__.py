@@ -14,6 +14,10 @@ train, it looks for:
   after, a small batch from G (eval mode, ``no_grad``, inside
   ``torch.random.fork_rng``, so exact resume holds) whose per-feature spread
   is ~0 next to the data's.
+* **One image per class** (conditional runs): at the same intervals, a few samples
+  of each class (8; a random subset of classes past 64), whose spread is below 20%
+  of that real class's, though the samples overall vary (the classes supply the
+  overall spread, so the check above cannot see it). The warning names the classes.
 
 Each shape is reported at most once per run through ``run.warn``: one line on
 the console and an ``{"event": "warning"}`` record in ``metrics.jsonl``, with a

@@ -1,7 +1,8 @@
 """The health checks behind the ``monitors`` plugin, kept apart from the hooks.
 
 Every check reads the averaged statistics of one logged interval (or, for the
-sample check, a small batch drawn from G), from step ``Settings.warmup_steps`` on, and keeps its memory in a
+sample checks, a small batch drawn from G: overall, and in conditional runs a few
+samples of each class), from step ``Settings.warmup_steps`` on, and keeps its memory in a
 :class:`State` stored on the run's context, never in module globals: several
 runs may share a process. Each failure shape is reported at most once per run
 context, through ``run.warn``, which prints the line and records it in
@@ -41,12 +42,20 @@ class Settings:
     """Relative change of ``loss/d`` and ``loss/g`` below which an interval counts as frozen."""
     frozen_intervals: int = 20
     """Consecutive frozen intervals before a warning."""
-    sample_every: int = 20
-    """Draw samples at the first logged interval of a run, then every this many intervals."""
+    sample_every: int = 10
+    """Draw samples at the first logged interval of a run, then every this many intervals (at the
+    default --log-every 50: steps 50, 500, 1000, ...)."""
     sample_size: int = 64
     """Samples drawn for the spread check."""
     collapse_ratio: float = 1e-3
     """Mean per-feature std of samples below this fraction of the data's: identical samples."""
+    class_samples: int = 8
+    """Conditional runs: samples drawn per class for the per-class spread check."""
+    class_budget: int = 512
+    """Conditional runs: at most this many samples per check; with more classes, a random subset is checked."""
+    class_collapse_ratio: float = 0.2
+    """Conditional runs: a class whose samples' mean per-feature std is below this fraction of the real
+    class's has collapsed (issue 17's collapsed dcgan runs: 0.07-0.09 at step 300; varied ones: 0.77-0.88)."""
 
 
 @dataclass
@@ -62,6 +71,7 @@ class State:
     frozen_since: int = 0
     last: tuple[float, float] | None = None
     data_spread: float | None = None
+    class_spreads: dict[int, float] = field(default_factory=dict)  # the real classes' spreads
     stopped: bool = False
 
 
@@ -72,6 +82,8 @@ def start(run: Any, settings: Settings) -> State:
     """A fresh state for this run (also on resume), stored in ``run.extra``."""
     state = State(settings=settings, check_d_wins=_d_wins_applies(run))
     state.data_spread = _data_spread(run)
+    if _conditional(run):
+        state.class_spreads = _data_class_spreads(run)
     run.extra[KEY] = state
     return state
 
@@ -96,8 +108,11 @@ def observe(run: Any, step: int, stats: dict[str, float], settings: Settings) ->
             state.frozen_streak = 0
             state.last = None
         every = max(1, state.settings.sample_every)
-        if "collapse" not in state.warned and (state.intervals == 1 or state.intervals % every == 0):
-            _collapse(run, state, step)
+        if state.intervals == 1 or state.intervals % every == 0:
+            if "collapse" not in state.warned:
+                _collapse(run, state, step)
+            if state.class_spreads and not state.warned & {"collapse", "class-collapse"}:
+                _class_collapse(run, state, step)
     except Exception as exc:  # noqa: BLE001 - a monitor must never end a run
         if not isinstance(state, State):
             state = run.extra[KEY] = State(settings=settings)
@@ -174,6 +189,33 @@ def _collapse(run: Any, state: State, step: int) -> None:
         )
 
 
+def _class_collapse(run: Any, state: State, step: int) -> None:
+    """Conditional runs: a class whose samples are (almost) one image, though the samples overall vary."""
+    s = state.settings
+    classes = list(state.class_spreads)
+    per_class = max(2, s.class_samples)
+    spreads = class_sample_spreads(run, classes, per_class, max(1, s.class_budget // per_class))
+    collapsed = {
+        c: spread for c, spread in spreads.items() if spread < s.class_collapse_ratio * state.class_spreads[c]
+    }
+    if not collapsed:
+        return
+    names = _class_names(run)
+    worst = min(collapsed, key=collapsed.__getitem__)
+    listed = ", ".join(names.get(c, str(c)) for c in sorted(collapsed))
+    _warn(
+        run,
+        state,
+        "class-collapse",
+        f"class collapse: the samples of class {listed} at step {step} are (almost) one image per class "
+        f"({per_class} samples of class {names.get(worst, str(worst))}: mean per-feature std "
+        f"{collapsed[worst]:.3g}, that real class's {state.class_spreads[worst]:.3g}), though the samples "
+        "vary across classes; G ignores its latent input given the label. Try: a generator with "
+        "class-conditional BatchNorm and a projection D (dcgan, resnet), lower --lr-g, --reg diffaugment, "
+        "or restart from an earlier checkpoint",
+    )
+
+
 def _warn(run: Any, state: State, key: str, text: str) -> None:
     state.warned.add(key)
     run.warn(f"monitors: {text}")
@@ -194,7 +236,7 @@ def sample_spread(run: Any, n: int) -> float:
     device = getattr(run, "device", torch.device("cpu"))
     devices = [device] if device.type == "cuda" else []
     was_training = generator.training
-    conditional = bool(getattr(getattr(run, "config", None), "conditional", False))
+    conditional = _conditional(run)
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         generator.eval()
         try:
@@ -208,6 +250,57 @@ def sample_spread(run: Any, n: int) -> float:
         finally:
             generator.train(was_training)
     return float(samples.std(dim=0).mean().item())
+
+
+def class_sample_spreads(run: Any, classes: list[int], per_class: int, most: int) -> dict[int, float]:
+    """Per class: the mean per-feature std of ``per_class`` samples of G given that label.
+
+    At most ``most`` classes, a random subset when there are more; every RNG stream is left as it was.
+    """
+    import torch
+
+    generator = run.generator
+    device = getattr(run, "device", torch.device("cpu"))
+    devices = [device] if device.type == "cuda" else []
+    was_training = generator.training
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        if len(classes) > most:
+            classes = [classes[i] for i in torch.randperm(len(classes))[:most].tolist()]
+        generator.eval()
+        try:
+            labels = torch.tensor(classes, device=device).repeat_interleave(per_class)
+            latents = torch.randn(len(labels), int(generator.z_dim), device=device)
+            samples = generator(latents, labels).float().flatten(1).view(len(classes), per_class, -1)
+        finally:
+            generator.train(was_training)
+    spreads = samples.std(dim=1).mean(dim=1)
+    return {c: float(value) for c, value in zip(classes, spreads.tolist(), strict=True)}
+
+
+def _conditional(run: Any) -> bool:
+    return bool(getattr(getattr(run, "config", None), "conditional", False))
+
+
+def _data_class_spreads(run: Any) -> dict[int, float]:
+    """Per class with at least 2 real samples: the mean per-feature std of (up to 256 of) them."""
+    dataset = getattr(run, "dataset", None)
+    samples, labels = getattr(dataset, "samples", None), getattr(dataset, "labels", None)
+    if samples is None or labels is None:
+        return {}
+    spreads = {}
+    for c in range(int(dataset.num_classes)):
+        rows = samples[labels == c][:256]
+        if len(rows) >= 2:
+            spreads[c] = float(rows.float().flatten(1).std(dim=0).mean().item())
+    return spreads
+
+
+def _class_names(run: Any) -> dict[int, str]:
+    """Class index -> "3" or, where the dataset names its classes (``info['classes']``), "3 ('cat')"."""
+    names = (getattr(getattr(run, "dataset", None), "info", None) or {}).get("classes")
+    if not isinstance(names, list | tuple):
+        return {}
+    return {i: f"{i} ({name!r})" for i, name in enumerate(names)}
 
 
 def _data_spread(run: Any) -> float | None:

@@ -27,7 +27,7 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganforge_core.layers import ClassProjection, require_labels
+from ganforge_core.layers import ClassBatchNorm2d, ClassProjection, require_labels
 from ganforge_resnet.options import DiscriminatorOptions, GeneratorOptions, doublings
 
 RESIDUAL_GAIN = math.sqrt(2)
@@ -43,30 +43,6 @@ def _conv(c_in: int, c_out: int, kernel: int, gain: float) -> nn.Conv2d:
 
 def _upsample(x: Tensor) -> Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
-
-
-class ClassBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm; with ``num_classes > 0``, its gain and bias are looked up per class (conditional BN).
-
-    Gains start at 1 plus N(0, 0.02) noise (as common PyTorch ports of the projection
-    cGAN do) rather than exactly 1, so the classes' samples differ from the first step.
-    """
-
-    def __init__(self, channels: int, num_classes: int) -> None:
-        super().__init__(channels, affine=not num_classes)
-        self.class_gain = self.class_bias = None
-        if num_classes:
-            self.class_gain = nn.Embedding(num_classes, channels)
-            self.class_bias = nn.Embedding(num_classes, channels)
-            nn.init.normal_(self.class_gain.weight, 1.0, 0.02)
-            nn.init.zeros_(self.class_bias.weight)
-
-    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
-        x = super().forward(x)
-        if self.class_gain is None or self.class_bias is None:
-            return x
-        gain, bias = self.class_gain(labels), self.class_bias(labels)
-        return x * gain[:, :, None, None].to(x.dtype) + bias[:, :, None, None].to(x.dtype)
 
 
 class UpBlock(nn.Module):
