@@ -268,3 +268,41 @@ def test_many_classes_are_checked_a_budget_at_a_time() -> None:
     assert len(spreads) == 2 and set(spreads) <= {0, 1, 2, 3}
     every = class_sample_spreads(run, [0, 1, 2, 3], per_class=8, most=4)
     assert every[1] == 0.0 and min(every[c] for c in (0, 2, 3)) > 0.2
+
+
+class PerClassImages(nn.Module):
+    """Class c's images: a grey level of its own plus 0.3 z (class ``collapsed`` ignores z), in [-1, 1]."""
+
+    z_dim = 4
+
+    def __init__(self, collapsed: set[int]) -> None:
+        super().__init__()
+        self.collapsed = collapsed
+
+    def forward(self, z: Tensor, labels: Tensor) -> Tensor:
+        keep = torch.tensor([int(label) not in self.collapsed for label in labels.tolist()], dtype=z.dtype)
+        level = -0.6 + 0.4 * labels.to(z.dtype)
+        return (level[:, None, None, None] + 0.3 * (z[:, :1] * keep[:, None])[:, :, None, None]).expand(-1, 1, 4, 4)
+
+
+def test_the_class_check_compares_with_uint8_images_in_the_models_scale() -> None:
+    """Images are stored as uint8 pixels; the real spread is measured on them as G sees data ([-1, 1]),
+    so a G as varied as the data is silent and only the collapsed class is named."""
+    torch.manual_seed(0)
+    labels = torch.arange(400) % 4
+    level = -0.6 + 0.4 * labels.float()
+    images = level[:, None, None, None] + 0.3 * torch.randn(400, 1, 1, 1).expand(-1, 1, 4, 4)
+    pixels = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    for collapsed, named in ((set(), None), ({1}, "class 1 at step 50")):
+        run = ConditionalRun(
+            config=RunConfig.model_validate({**TINY_MLP, "conditional": True}),
+            generator=PerClassImages(collapsed),
+            dataset=Dataset(samples=pixels, labels=labels, num_classes=4),
+        )
+        ganforge_monitors.ganforge_train_start(run=run)
+        feed(run, 1)
+        if named is None:
+            assert run.warnings == [], run.warnings
+        else:
+            assert len(run.warnings) == 1 and named in run.warnings[0], run.warnings
+            assert "class 0" not in run.warnings[0] and "2" not in run.warnings[0].split("class 1")[0]

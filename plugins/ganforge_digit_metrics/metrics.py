@@ -159,7 +159,7 @@ class ClassSpread(Metric):
         self.options = options
 
     def compute(self, generate: Callable[[int], Tensor], dataset: Dataset) -> dict[str, float]:
-        real = dataset.samples[torch.randperm(len(dataset.samples))[: self.options.samples]]
+        real = dataset.take(torch.randperm(len(dataset))[: self.options.samples])
         real_digits, real_features = digit_outputs(real)
         fake_digits, fake_features = digit_outputs(generate(self.options.samples))
         record_provenance("class-spread", len(real), self.options.samples)

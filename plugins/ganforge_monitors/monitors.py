@@ -284,14 +284,15 @@ def _conditional(run: Any) -> bool:
 def _data_class_spreads(run: Any) -> dict[int, float]:
     """Per class with at least 2 real samples: the mean per-feature std of (up to 256 of) them."""
     dataset = getattr(run, "dataset", None)
-    samples, labels = getattr(dataset, "samples", None), getattr(dataset, "labels", None)
-    if samples is None or labels is None:
+    labels = getattr(dataset, "labels", None)
+    if dataset is None or labels is None:
         return {}
     spreads = {}
     for c in range(int(dataset.num_classes)):
-        rows = samples[labels == c][:256]
-        if len(rows) >= 2:
-            spreads[c] = float(rows.float().flatten(1).std(dim=0).mean().item())
+        index = (labels == c).nonzero().flatten()[:256]
+        if len(index) >= 2:
+            rows = dataset.take(index)  # float32 in the model's scale, like G's samples
+            spreads[c] = float(rows.flatten(1).std(dim=0).mean().item())
     return spreads
 
 
@@ -305,10 +306,11 @@ def _class_names(run: Any) -> dict[int, str]:
 
 def _data_spread(run: Any) -> float | None:
     """Mean per-feature std of (up to 1,024 of) the real samples: the scale for the sample check."""
-    samples = getattr(getattr(run, "dataset", None), "samples", None)
-    if samples is None or samples.shape[0] < 2:
+    dataset = getattr(run, "dataset", None)
+    if dataset is None or len(dataset) < 2:
         return None
-    return float(samples[:1024].float().flatten(1).std(dim=0).mean().item())
+    samples = dataset.take(range(min(1024, len(dataset))))  # float32 in the model's scale, like G's samples
+    return float(samples.flatten(1).std(dim=0).mean().item())
 
 
 def _d_wins_applies(run: Any) -> bool:
