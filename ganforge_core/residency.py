@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.utils.data
 
 from ganforge_core import waiting
 from ganforge_core.batches import Batches, BatchSampler
 from ganforge_core.components import Dataset
-from ganforge_core.streaming import StreamingSampler
+from ganforge_core.errors import DataError
+from ganforge_core.streaming import STALL_SECONDS, BatchReads, Failed, StreamingSampler
 
 HEADROOM = 0.5  # the share of free memory a resident dataset may take
-READ_CHUNK = 4096  # samples a source reads at once when it is made resident
+READ_CHUNK = 1024  # samples a source reads at once (one worker's task) when it is made resident
 DataMode = Literal["auto", "resident", "streamed"]
 
 
@@ -94,21 +96,33 @@ def make_batches(
             dataset.as_source(), batch_size, seed, device, labels=labels, shard=shard, mirror=mirror,
             workers=residency.workers,
         )
-    samples = resident_samples(dataset, device).contiguous(memory_format=layout)
+    samples = resident_samples(dataset, device, residency.workers).contiguous(memory_format=layout)
     return BatchSampler(
         samples, batch_size, seed, None if labels is None else labels.to(device), shard=shard, mirror=mirror
     )
 
 
-def resident_samples(dataset: Dataset, device: torch.device) -> torch.Tensor:
-    """All samples on ``device`` in their stored dtype; a source is read in chunks straight into them."""
+def resident_samples(dataset: Dataset, device: torch.device, workers: int = 0) -> torch.Tensor:
+    """All samples on ``device`` in their stored dtype; a source is read in chunks straight into them,
+    by ``workers`` DataLoader processes (a folder's images decode in parallel), in order."""
     if dataset.samples is not None:
         return dataset.samples.to(device)
+    source = dataset.as_source()
     dtype = torch.uint8 if dataset.storage_dtype == "uint8" else torch.float32
     samples = torch.empty((len(dataset), *dataset.shape), dtype=dtype, device=device)
+    chunks = [list(range(start, min(start + READ_CHUNK, len(dataset)))) for start in range(0, len(dataset), READ_CHUNK)]
+    loader = torch.utils.data.DataLoader(
+        BatchReads(source, len(dataset)),
+        sampler=chunks,
+        batch_size=None,
+        num_workers=min(workers, len(chunks)),
+        timeout=STALL_SECONDS if workers else 0,
+        generator=torch.Generator().manual_seed(0),  # never the training RNG stream
+    )
     with waiting.progress(f"reading {len(dataset):,} samples to the {device.type}", total=len(dataset)) as wait:
-        for start in range(0, len(dataset), READ_CHUNK):
-            stop = min(start + READ_CHUNK, len(dataset))
-            samples[start:stop].copy_(dataset.read(range(start, stop)))
-            wait.advance(stop - start)
+        for chunk, stored in zip(chunks, loader, strict=True):
+            if isinstance(stored, Failed):
+                raise DataError(stored.message)
+            samples[chunk[0] : chunk[-1] + 1].copy_(stored)
+            wait.advance(len(chunk))
     return samples

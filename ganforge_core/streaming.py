@@ -26,25 +26,25 @@ from ganforge_core.errors import DataError
 STALL_SECONDS = 300  # no batch from the workers for this long is an error, not a hang
 
 
-class _Failed:
+class Failed:
     """A read that raised DataError, carried back from a worker as a value (one line, no traceback)."""
 
     def __init__(self, message: str) -> None:
         self.message = message
 
 
-class _BatchReads(torch.utils.data.Dataset[Any]):
+class BatchReads(torch.utils.data.Dataset[Any]):
     """One item is one batch: the samples at a list of indices (mod ``count`` when mirrored)."""
 
     def __init__(self, source: SampleSource, count: int) -> None:
         self.source = source
         self.count = count
 
-    def __getitem__(self, indices: list[int]) -> Tensor | _Failed:  # type: ignore[override]
+    def __getitem__(self, indices: list[int]) -> Tensor | Failed:  # type: ignore[override]
         try:
             return self.source.read([i % self.count for i in indices])
         except DataError as exc:
-            return _Failed(str(exc))
+            return Failed(str(exc))
 
 
 class _Ahead(torch.utils.data.Sampler[list[int]]):
@@ -100,7 +100,7 @@ class StreamingSampler:
         ahead = Order(*self._args)
         ahead.load_state_dict(self._order.state_dict())
         loader = torch.utils.data.DataLoader(
-            _BatchReads(self.source, self.count),
+            BatchReads(self.source, self.count),
             sampler=_Ahead(ahead),
             batch_size=None,
             num_workers=self.workers,
@@ -120,7 +120,7 @@ class StreamingSampler:
             self.close()
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DataError(f"data: the loader workers failed: {reason}") from None
-        if isinstance(stored, _Failed):
+        if isinstance(stored, Failed):
             self.close()
             raise DataError(stored.message)
         want = (expected, *self.source.shape)

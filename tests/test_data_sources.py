@@ -271,3 +271,17 @@ def test_a_read_that_fails_is_one_line_exit_2(tmp_path: Path, mode: str) -> None
         train(config, plugins=plugins, quiet=True)
     assert str(raised.value) == "dataset 'pixels': cannot read image 7.png: truncated"
     assert raised.value.exit_code == 2
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_source_made_resident_is_read_whole_and_in_order_by_its_workers(
+    workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ganforge_core import residency
+
+    monkeypatch.setattr(residency, "READ_CHUNK", 7)  # 50 samples: 8 chunks, the last one short
+    source = PixelSource()
+    held = residency.resident_samples(Dataset(source=source), torch.device("cpu"), workers)
+    assert held.dtype == torch.uint8 and torch.equal(held, source.images)
+    with pytest.raises(DataError, match="cannot read image 44.png"):
+        residency.resident_samples(Dataset(source=PixelSource(bad=44)), torch.device("cpu"), workers)
