@@ -5,8 +5,9 @@ smooth random pictures with noise, written by a pool of processes), then measure
 
 * ``prepare``: ``ganforge data prepare DIR --out PREP --size N`` in a fresh process,
   in images per second (decoding included, not the process start);
-* ``first step``: ``ganforge run --data prepared:root=PREP`` (and ``folder:root=DIR``
-  with ``--folder``) from the process start to its first logged step, in seconds;
+* ``first step``: ``ganforge run --data prepared:root=PREP`` with ``--data-mode resident``
+  and ``streamed`` (and ``folder:root=DIR``, ``--data-mode auto``, with ``--folder``) from
+  the process start to its first logged step, in seconds;
 * ``peak RSS``: the run process's peak resident memory (``os.wait4``'s ``ru_maxrss``),
   and the images' uint8 size beside it.
 
@@ -84,8 +85,9 @@ def run_process(command: list[str], watch: Path | None = None) -> dict[str, Any]
             "peak_rss_mib": usage.ru_maxrss / 1024, "output": text}  # fmt: skip
 
 
-def train(data: str, out: Path) -> dict[str, Any]:
-    command = [*GANFORGE, "run", "--data", data, "--gen", "dcgan:width=8", "--disc", "dcgan:width=8",
+def train(data: str, out: Path, mode: str = "auto") -> dict[str, Any]:
+    command = [*GANFORGE, "run", "--data", data, "--data-mode", mode,
+               "--gen", "dcgan:width=8", "--disc", "dcgan:width=8",
                "--steps", "3", "--batch-size", "64", "--device", "cpu", "--metric", "none", "--log-every", "1",
                "--sample-every", "0", "--checkpoint-every", "0", "--quiet", "--out", str(out)]  # fmt: skip
     measured = run_process(command, out / "metrics.jsonl")
@@ -103,7 +105,9 @@ def measure(count: int, size: int, scratch: Path, workers: int, folder_too: bool
     row: dict[str, Any] = {
         "images": count, "size": size, "uint8_mib": count * 3 * size * size / 2**20,
         "jpeg_mib": sum(p.stat().st_size for p in source.rglob("*.jpg")) / 2**20,
-        "prepare_img_per_s": rate, "prepared": train(f"prepared:root={prepared}", scratch / f"run-p-{count}-{size}"),
+        "prepare_img_per_s": rate,
+        "resident": train(f"prepared:root={prepared}", scratch / f"run-r-{count}-{size}", "resident"),
+        "streamed": train(f"prepared:root={prepared}", scratch / f"run-s-{count}-{size}", "streamed"),
     }  # fmt: skip
     if folder_too:
         row["folder"] = train(f"folder:root={source},size={size}", scratch / f"run-f-{count}-{size}")
@@ -122,15 +126,15 @@ def baseline_mib() -> float:
 
 def table(report: dict[str, Any]) -> str:
     folder = any("folder" in row for row in report["rows"])
-    head = "| images | size | JPEG MiB | uint8 MiB | prepare img/s | first step, prepared (s) | peak RSS, prepared (MiB) |"
+    head = ("| images | size | JPEG MiB | uint8 MiB | prepare img/s | first step, resident (s) | peak RSS, resident (MiB)"
+            " | first step, streamed (s) | peak RSS, streamed (MiB) |")  # fmt: skip
     head += " first step, folder (s) | peak RSS, folder (MiB) |" if folder else ""
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in report["rows"]:
         cells = [f"{row['images']:,}", str(row["size"]), f"{row['jpeg_mib']:.0f}", f"{row['uint8_mib']:.0f}",
-                 f"{row['prepare_img_per_s']:,.0f}", f"{row['prepared']['first_step_s']:.1f}",
-                 f"{row['prepared']['peak_rss_mib']:,.0f}"]  # fmt: skip
-        if folder:
-            cells += [f"{row['folder']['first_step_s']:.1f}", f"{row['folder']['peak_rss_mib']:,.0f}"]
+                 f"{row['prepare_img_per_s']:,.0f}"]  # fmt: skip
+        for mode in ("resident", "streamed", *(("folder",) if folder else ())):
+            cells += [f"{row[mode]['first_step_s']:.1f}", f"{row[mode]['peak_rss_mib']:,.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + f"\n\nbaseline (imports only): {report['baseline_mib']:,.0f} MiB peak RSS"
 

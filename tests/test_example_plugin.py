@@ -155,7 +155,7 @@ HAMMING_COMPONENTS = {
     ("dataset", "hamming-7"),
     ("metric", "codewords"),
     ("logger", "csv"),
-    ("regularizer", "path-length"),
+    ("regularizer", "z-path-length"),
     ("regularizer", "zero-gp"),
 }
 HAMMING_MARKER = "ganforge-hamming: codewords"  # the PNG title hamming-7's own renderer writes
@@ -182,7 +182,7 @@ def hamming_run(hamming_site: Path, tmp_path_factory: pytest.TempPathFactory) ->
     out = tmp_path_factory.mktemp("hamming-run") / "run"
     trained = run(
         "-m", "ganforge_core", "run", "--gen", "mlp:batchnorm=false,hidden=32,depth=2", "--disc", "mlp:hidden=32,depth=2",
-        "--data", "hamming-7:n=512", "--reg", "path-length", "--reg", "zero-gp", "--logger", "csv",
+        "--data", "hamming-7:n=512", "--reg", "z-path-length", "--reg", "zero-gp", "--logger", "csv",
         "--steps", "8", "--log-every", "2", "--batch-size", "32", "--device", "cpu", "--out", out,
         python_path=hamming_site,
     )  # fmt: skip
@@ -206,7 +206,7 @@ def test_plugins_command_lists_the_five_hamming_components(hamming_site: Path) -
     assert components["dataset", "hamming-7"]["traits"] == ["hamming-7", "vector"]
     assert components["metric", "codewords"]["requires"] == ["hamming-7"]
     options = {(kind, name): {o["name"] for o in c["options"]} for (kind, name), c in components.items()}
-    assert options["regularizer", "path-length"] == {"weight", "decay", "every"}
+    assert options["regularizer", "z-path-length"] == {"weight", "decay", "every"}
     assert options["regularizer", "zero-gp"] == {"gamma", "every"}
     assert options["dataset", "hamming-7"] == {"n", "flip", "seed"}
     assert options["logger", "csv"] == {"file"}
@@ -220,7 +220,7 @@ def test_cli_trains_on_hamming_7_with_both_lazy_penalties_and_the_csv_logger(ham
     assert [int(row["step"]) for row in rows] == [2, 4, 6, 8]
     assert header[0] == "step" and {"loss/d", "loss/g"} <= set(header)
     # Both penalties ran and were logged: the lazy D reg and G reg phases exist.
-    assert any("zero-gp" in name for name in header) and any("path-length" in name for name in header), header
+    assert any("zero-gp" in name for name in header) and any("z-path-length" in name for name in header), header
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     by_step = {record["step"]: record for record in logged if "loss/d" in record}
     for row in rows:  # the csv holds what metrics.jsonl holds, every digit
@@ -232,7 +232,7 @@ def test_cli_trains_on_hamming_7_with_both_lazy_penalties_and_the_csv_logger(ham
     assert {name: float(final[name]) for name in results} == results
     assert png_title(out / "samples.png") == HAMMING_MARKER  # drawn by the dataset's renderer
     config = json.loads((out / "config.json").read_text())
-    assert [r["name"] for r in config["regularizers"]] == ["path-length", "zero-gp"]
+    assert [r["name"] for r in config["regularizers"]] == ["z-path-length", "zero-gp"]
     assert [logger["name"] for logger in config["loggers"]] == ["csv"]
 
 

@@ -275,7 +275,7 @@ def test_exported_programs_compute_what_the_run_samples(
 
 def test_the_config_says_how_to_use_the_generator(run_dirs: dict[str, Path], exports: dict[str, Path]) -> None:
     config = json.loads((exports["dcgan-cond-sn-ema"] / CONFIG).read_text())
-    assert config["generator"]["name"] == "dcgan" and config["generator"]["options"] == {"z_dim": 8, "width": 4}
+    assert config["generator"]["name"] == "dcgan" and config["generator"]["options"] == {"z_dim": 8, "width": 4, "init": "dcgan"}
     assert config["data_shape"] == [1, 16, 16] and config["z_dim"] == 8
     assert config["conditional"] and config["num_classes"] == 10 and config["labels"]["dtype"] == "int64"
     assert config["ema"] is True and config["step"] == 3 and config["output"]["value_range"] == [-1.0, 1.0]

@@ -32,7 +32,7 @@ def test_the_mnist_5k_preset_is_the_measured_run() -> None:
         assert result.exit_code == 0, result.output
         shown[args[0]] = json.loads(result.stdout)
     assert shown["--preset"] == shown["--data"]
-    assert shown["--preset"]["discriminator"] == {"name": "dcgan", "options": {"width": 64, "norm": "layer"}}
+    assert shown["--preset"]["discriminator"] == {"name": "dcgan", "options": {"width": 64, "init": "dcgan", "norm": "layer"}}
     assert MNIST_5K_FLAGS in (Path(__file__).parents[1] / "docs" / "benchmarks.md").read_text()
 
 

@@ -130,7 +130,7 @@ def test_a_run_in_epochs_trains_the_converted_steps_and_says_so(tmp_path: Path) 
     result = cli("run", *CLI_TINY, *CLI_QUIET, "--epochs", "2.5", "--sched", "constant:d_steps=2", "--out", out)
     assert result.exit_code == 0, result.output
     first = result.output.splitlines()[0]
-    assert first.startswith("training on cpu; --epochs 2.5 of 256 samples at batch 64 x 2 D steps: 5 steps;"), first
+    assert first.startswith("training on cpu; data: resident (0.0 MB float32); --epochs 2.5 of 256 samples at batch 64 x 2 D steps: 5 steps;"), first
     assert "done: 5 steps" in result.output
     saved = json.loads((out / "config.json").read_text())
     assert (saved["steps"], saved["epochs"]) == (5, None)  # config.json reruns (and resumes) 5 steps
@@ -197,7 +197,7 @@ def bars(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return shown
 
 
-def test_reading_a_folder_of_images_shows_a_bar_per_image(tmp_path: Path) -> None:
+def test_a_folder_shows_a_bar_while_it_checks_its_images_and_another_while_they_are_read(tmp_path: Path) -> None:
     from PIL import Image
 
     from ganforge_datasets.folder import load_folder
@@ -209,8 +209,14 @@ def test_reading_a_folder_of_images_shows_a_bar_per_image(tmp_path: Path) -> Non
     with waiting.shown(True), waiting.joining(recorder):
         dataset = load_folder(FolderOptions(root=tmp_path, size=8), None)  # type: ignore[arg-type]
     assert len(dataset) == 3
-    assert bars(recorder.events) == [("reading 3 images", 3, 3)]
+    assert bars(recorder.events) == [("checking 3 images", 3, 3)]
     assert recorder.events[-1] == ("remove",)
+    from ganforge_core.residency import resident_samples
+
+    recorder = Recorder()
+    with waiting.shown(True), waiting.joining(recorder):
+        resident_samples(dataset, torch.device("cpu"))
+    assert bars(recorder.events) == [("reading 3 samples to the cpu", 3, 3)]
 
 
 def test_training_the_digit_classifier_shows_a_bar_per_batch() -> None:

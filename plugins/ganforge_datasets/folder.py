@@ -79,16 +79,20 @@ class FolderSource:
 
 
 def open_folder(
-    root: Path, size: int, channels: int, policy: Policy = "center-crop", skip_bad: bool = False
+    root: Path, size: int, channels: int, policy: Policy = "center-crop", skip_bad: bool = False, check: bool = True
 ) -> tuple[FolderSource, list[str], list[str]]:
     """The source, its class names and the files skipped.
 
     Every file's header is read here, so an unreadable image (or a non-square one
     under policy=refuse) is found before training starts, not when a streamed batch
     reaches it: with ``skip_bad`` it is skipped and counted, without it the run stops
-    with one line naming the file. (A good header over corrupt pixels is found when read.)"""
+    with one line naming the file. (A good header over corrupt pixels is found when read.)
+    ``check=False`` reads no header: ``ganforge data prepare`` decodes every image itself."""
     files, classes = find_images(root)
     skipped: list[str] = []
+    if not check:
+        labels = torch.tensor([label for _, label in files], dtype=torch.long)
+        return FolderSource([path for path, _ in files], labels, size, channels, policy), classes, skipped
     kept = []
     with progress(f"checking {len(files):,} images", total=len(files)) as wait:
         for path, label in files:

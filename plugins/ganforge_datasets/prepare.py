@@ -61,7 +61,7 @@ def open_source(src: Path, size: int | None, channels: int | None, policy: Polic
     if src.is_file() and (src.suffix.lower() == ".zip" or zipfile.is_zipfile(src)):
         return open_nvlabs_zip(src, size, channels, policy)
     if src.is_dir():
-        source, classes, _ = open_folder(src, size or FOLDER_SIZE, channels or FOLDER_CHANNELS, policy)
+        source, classes, _ = open_folder(src, size or FOLDER_SIZE, channels or FOLDER_CHANNELS, policy, check=False)
         return source, classes
     raise DataError(f"{src} is neither a directory of images nor a zip file")
 

@@ -60,7 +60,8 @@ def class_spread(
     class is one image) and the k-NN recall of its real rows by its generated rows. Returns
     ``spread-min`` (and its class, ``spread-min-class``), ``spread-mean``, ``class-recall``
     (the mean recall) and ``class-recall-min`` over those classes, ``classes-measured``, and
-    ``spread-overall``, the same ratio over all rows regardless of class.
+    ``spread-overall``, the same ratio over all rows regardless of class. With no class to
+    measure, only ``classes-measured`` (0) and ``spread-overall``.
     """
     ratios: dict[int, float] = {}
     recalls: list[float] = []
@@ -71,10 +72,8 @@ def class_spread(
         ratios[c] = spread(fake_c) / spread(real_c)
         recalls.append(precision_recall(real_c, fake_c, k)[1])
     overall = spread(fake) / spread(real)
-    if not ratios:
-        nan = float("nan")
-        return {"spread-min": nan, "spread-min-class": nan, "spread-mean": nan, "class-recall": nan,
-                "class-recall-min": nan, "classes-measured": 0.0, "spread-overall": overall}  # fmt: skip
+    if not ratios:  # no class has k + 1 samples of each: only what can be measured (never NaN)
+        return {"classes-measured": 0.0, "spread-overall": overall}
     lowest = min(ratios, key=ratios.__getitem__)
     return {
         "spread-min": ratios[lowest],

@@ -7,7 +7,7 @@ It adds, through ganforge's hooks alone, everything a run on 7-bit vectors needs
 * metric ``codewords``: the fraction of samples that are codewords, how many of
   the 16 are covered, and a KL divergence from the uniform;
 * logger ``csv``: the logged statistics as CSV;
-* regularizers ``path-length`` (StyleGAN2's, a lazy G penalty) and ``zero-gp``
+* regularizers ``z-path-length`` (StyleGAN2's, a lazy G penalty) and ``zero-gp``
   (a zero-centred gradient penalty on interpolates, a lazy D penalty);
 * command ``ganforge codewords RUN``.
 
@@ -91,7 +91,7 @@ def ganforge_register_loggers(register: Register) -> None:
 @hookimpl
 def ganforge_register_regularizers(register: Register) -> None:
     register(
-        "path-length",
+        "z-path-length",
         _factory("path_length", "build_path_length"),
         options=PathLengthOptions,
         summary="StyleGAN2's path-length regularization of G on z, lazily every k steps (a G penalty)",

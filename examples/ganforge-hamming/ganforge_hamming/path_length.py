@@ -1,4 +1,4 @@
-"""``path-length``: StyleGAN2's path-length regularization of G, on the latent z.
+"""``z-path-length``: StyleGAN2's path-length regularization of G, on the latent z.
 
 For latents z and samples G(z), with y ~ N(0, I) / sqrt(numel of one sample),
 the length ``|J^T y|`` (J = dG/dz of one sample) is ``||d sum(G(z) * y) / dz||_2``

@@ -39,15 +39,15 @@ COMPONENTS = [
     ("dataset", "hamming-7"),
     ("metric", "codewords"),
     ("logger", "csv"),
-    ("regularizer", "path-length"),
+    ("regularizer", "z-path-length"),
     ("regularizer", "zero-gp"),
 ]
-# path-length refuses BatchNorm in G (mlp's default); both networks are small.
+# z-path-length refuses BatchNorm in G (mlp's default); both networks are small.
 ON_HAMMING = {
     "generator": "mlp:batchnorm=false",
     "discriminator": "mlp",
     "dataset": "hamming-7",
-    "regularizers": ["path-length", "zero-gp"],
+    "regularizers": ["z-path-length", "zero-gp"],
 }
 # The parity checks of the code: bit i of a codeword (0-based) takes part in check j where H[j][i] is 1.
 PARITY_CHECKS = torch.tensor(
@@ -86,14 +86,14 @@ def test_importing_the_plugin_imports_neither_torch_nor_numpy() -> None:
     assert listed.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("regularizers", [["path-length"], ["zero-gp"], ["path-length", "zero-gp"]])
+@pytest.mark.parametrize("regularizers", [["z-path-length"], ["zero-gp"], ["z-path-length", "zero-gp"]])
 def test_d_and_g_phases_stay_isolated(regularizers: list[str]) -> None:
     check_isolation(**{**ON_HAMMING, "regularizers": regularizers})
 
 
 def test_trains_end_to_end_and_resumes_exactly(tmp_path: Path) -> None:
     # every=2: the lazy phases run (steps 0 and 2), and the resumed half must run them on the same steps.
-    regularizers = ["path-length:every=2", "zero-gp:every=2"]
+    regularizers = ["z-path-length:every=2", "zero-gp:every=2"]
     result = smoke_train(**{**ON_HAMMING, "regularizers": regularizers}, loggers=["csv"], steps=4, out=tmp_path)
     assert set(result.results) == {"codewords/valid", "codewords/covered", "codewords/kl"}
     with Image.open(result.samples) as picture:
@@ -104,7 +104,7 @@ def test_trains_end_to_end_and_resumes_exactly(tmp_path: Path) -> None:
 
 def test_path_length_refuses_a_generator_with_batchnorm() -> None:
     registry = get_registry()
-    config = RunConfig(generator="mlp", dataset="hamming-7", regularizers=["path-length"])
+    config = RunConfig(generator="mlp", dataset="hamming-7", regularizers=["z-path-length"])
     with pytest.raises(ConfigError, match="BatchNorm ties each sample to the whole batch"):
         resolve(config, registry)
     resolve(config.model_copy(update={"generator": RunConfig(generator="mlp:batchnorm=false").generator}), registry)
@@ -324,7 +324,7 @@ def test_path_length_resumes_from_its_state_exactly() -> None:
 
 def test_both_penalties_run_lazily_at_their_interval() -> None:
     registry = get_registry()
-    for name, attribute in (("path-length", "g_penalty_every"), ("zero-gp", "d_penalty_every")):
+    for name, attribute in (("z-path-length", "g_penalty_every"), ("zero-gp", "d_penalty_every")):
         component = registry.get("regularizer", name)
         assert getattr(component.build(component.validate({}), build_context((7,))), attribute) == 4
         assert getattr(component.build(component.validate({"every": 16}), build_context((7,))), attribute) == 16
