@@ -17,7 +17,9 @@ def shared() -> int:
     return 1
 
 
-def test_a_test_using_its_modules_shared_fixture_is_in_the_modules_group(shared: int, request: pytest.FixtureRequest) -> None:
+def test_a_test_using_its_modules_shared_fixture_is_in_the_modules_group(
+    shared: int, request: pytest.FixtureRequest
+) -> None:
     marker = request.node.get_closest_marker("xdist_group")
     assert marker is not None and marker.args == ("tests/test_parallel_suite.py",)
 
