@@ -18,11 +18,17 @@ run: $(STAMP)
 
 # pytest, not python -m pytest: the latter puts the repo root on sys.path, where a
 # stale ganforge.egg-info from an editable build can shadow the installed entry points.
+# The suite runs on one pytest-xdist worker per CPU core (WORKERS=0 runs it in one
+# process); loadgroup keeps the tests that share a module's expensive fixture (a trained
+# run, the docs site, mypy) on one worker (tests/conftest.py groups them).
+WORKERS ?= auto
+PARALLEL := -n $(WORKERS) --dist loadgroup
+
 test: $(STAMP)
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest $(PARALLEL) $(ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -m "not slow" $(ARGS)
+	$(BIN)/pytest $(PARALLEL) -m "not slow" $(ARGS)
 
 # The correctness properties of training (tests marked `properties`: gradient values and
 # isolation through the engine, loss directions, penalties), in under two minutes on 2 cores.

@@ -306,14 +306,12 @@ def _rank_observes(rank: int, address: str, out: str) -> None:
 
 
 def test_under_torchrun_the_ranks_add_their_signs_and_hold_the_same_p(tmp_path: Path) -> None:
-    import socket
-
     import torch.multiprocessing as mp
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    mp.spawn(_rank_observes, args=(f"tcp://127.0.0.1:{port}", str(tmp_path)), nprocs=2, join=True)
+    # A file in tmp_path, not a TCP port: no other test (or pytest-xdist worker) can take it
+    # between choosing it and the ranks meeting there.
+    address = (tmp_path / "rendezvous").as_uri()
+    mp.spawn(_rank_observes, args=(address, str(tmp_path)), nprocs=2, join=True)
     # r_t over both ranks is (1 + 0) / 2 = 0.5 < 0.6: p falls on both (alone, rank 0's would rise)
     p = [float((tmp_path / f"p{rank}").read_text()) for rank in range(2)]
     assert p == pytest.approx([0.5 - 0.032, 0.5 - 0.032], abs=1e-7)
