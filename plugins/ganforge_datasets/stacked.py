@@ -17,7 +17,7 @@ from ganforge_datasets.options import Mnist5kOptions, StackedMnistOptions
 
 def load_stacked_mnist(options: StackedMnistOptions, ctx: BuildContext) -> Dataset:
     digits = load_mnist_5k(Mnist5kOptions(size=options.size, path=options.path), ctx)
-    assert digits.labels is not None
+    assert digits.labels is not None and digits.samples is not None
     generator = torch.Generator().manual_seed(options.data_seed)
     picks = torch.randint(len(digits), (options.n, 3), generator=generator)
     images = digits.samples[:, 0][picks]  # [n, 3, H, W]: channel k is digit picks[:, k]

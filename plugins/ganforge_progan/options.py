@@ -105,7 +105,7 @@ class Growth:
     def at(self, step: int, total_steps: int) -> tuple[int, float]:
         """(stage, alpha) at G step ``step`` (0-based) of ``total_steps``."""
         # ganforge_core.run_progress, exactly
-        progress = Fraction(1) if total_steps <= 1 else min(max(Fraction(step, total_steps - 1), Fraction(0)), 1)
+        progress = Fraction(1) if total_steps <= 1 else min(max(Fraction(step, total_steps - 1), Fraction(0)), Fraction(1))
         stage = min(int(progress / self.share), self.stages - 1)
         if stage == 0 or self.fade == 0:
             return stage, 1.0

@@ -24,6 +24,7 @@ features whose dot product with a class embedding (scaled by 1/sqrt(width)) is t
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +94,7 @@ class Resample(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
         flat = x.reshape(n * c, 1, h, w)
-        kernel = self.kernel.to(x.dtype)
+        kernel = cast(Tensor, self.kernel).to(x.dtype)  # a buffer (nn.Module types it loosely)
         if self.up:  # zero-stuffing then the filter; x4 keeps the mean
             out = F.conv_transpose2d(flat, 4 * kernel, stride=2, padding=1)
         else:
@@ -126,7 +127,8 @@ class R3GANGenerator(nn.Module):
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         if self.embedding is not None:
-            one_hot = F.one_hot(require_labels(labels, "generator"), self.embedding.in_features)
+            classes = cast(int, self.embedding.in_features)
+            one_hot = F.one_hot(require_labels(labels, "generator"), classes)
             z = torch.cat([z, self.embedding(one_hot.to(z.dtype))], dim=1)
         x = self.basis[None].to(z.dtype) * self.basis_scale(z)[:, :, None, None]
         x = self.output(self.stages(x))
