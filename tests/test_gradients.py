@@ -266,6 +266,11 @@ def record_latents(run: Run) -> tuple[list[Tensor], list[Tensor], Any]:
     return in_d, in_g, run.generator.register_forward_pre_hook(record)
 
 
+def _rows_within(rows: Tensor, drawn: Tensor) -> bool:
+    """Every row of ``rows`` is a row of ``drawn``."""
+    return bool((rows[:, None] == drawn[None]).flatten(2).all(dim=2).any(dim=1).all())
+
+
 @SETTINGS
 @given(
     config=strategies.run_configs(REGISTRY, d_steps=st.integers(1, 3)),
@@ -283,6 +288,9 @@ def test_d_and_g_phases_draw_latents_of_their_own(config, warmup, step) -> None:
         hook.remove()
     d_steps = run.engine.schedule.d_steps
     d_kind, g_kind = run.engine.step_kind(step)
+    # A G penalty may run G again on (a share of) its own phase's latents (path length
+    # differentiates G there): no new draw. Any other repeat is still a reuse, caught below.
+    in_g = [z for i, z in enumerate(in_g) if not any(_rows_within(z, earlier) for earlier in in_g[:i])]
     assert len(in_d) == d_steps + sum(map(len, d_kind)), "one draw of fakes per D phase"
     assert len(in_g) == 1 + len(g_kind), "one draw of fakes per G phase"
     rows = torch.cat([*in_d, *in_g])

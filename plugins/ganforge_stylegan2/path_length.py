@@ -50,7 +50,8 @@ class PathLength(Regularizer):
 
     def g_penalty(self, ctx: GContext) -> Tensor:
         assert ctx.generator is not None and ctx.latents is not None and ctx.fake is not None
-        n = max(1, ctx.latents.shape[0] // self.options.batch_shrink)
+        # At least 2 latents (when the batch has them): a G with BatchNorm cannot train on one.
+        n = max(min(2, ctx.latents.shape[0]), ctx.latents.shape[0] // self.options.batch_shrink)
         z = ctx.latents[:n].detach()
         if has_w(ctx.generator):
             images, inputs = ctx.generator(z, return_ws=True)
