@@ -163,6 +163,12 @@ class Engine:
         self._d_main, self._g_main = d_every.pop(1, []), g_every.pop(1, [])
         self._d_lazy, self._g_lazy = d_every, g_every  # interval k > 1 -> its penalties
         self.d_intervals, self.g_intervals = tuple(d_every), tuple(g_every)
+        # Only regularizers that override observe_d_logits or extra_stats are called after D main.
+        self._observers = {
+            name: (reg, self.owners(f"regularizer:{name}"))
+            for name, reg in self.regularizers.items()
+            if any(getattr(type(reg), m, None) is not getattr(Regularizer, m) for m in ("observe_d_logits", "extra_stats"))
+        }
         self._base_lr = {
             id(opt): [float(group["lr"]) for group in opt.param_groups] for opt in (self.opt_g, self.opt_d)
         }
@@ -353,11 +359,10 @@ class Engine:
         return stats
 
     def _observed_by_regularizers(self, real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
-        """D main's logits to every regularizer's ``observe_d_logits``; their ``extra_stats`` as ``NAME/key``."""
+        """D main's logits to each regularizer that observes them; their ``extra_stats`` as ``NAME/key``."""
         stats: dict[str, Tensor] = {}
-        for name, reg in self.regularizers.items():
+        for name, (reg, who) in self._observers.items():
             reg.observe_d_logits(real_logits, fake_logits)
-            who = self.owners(f"regularizer:{name}")
             for key, value in reg.extra_stats().items():
                 traincheck.scalar(value, who, f"extra_stats()[{key!r}]", what="a statistic")
                 stats[f"{name}/{key}"] = value.detach()
