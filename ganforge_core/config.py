@@ -196,7 +196,7 @@ class RunConfig(BaseModel):
         default=True, description="On CUDA, capture the whole step in a CUDA graph when every component allows it."
     )
     channels_last: Annotated[bool, Flag("--channels-last")] = Field(
-        default=True, description="On CUDA, keep image batches and conv weights channels-last."
+        default=True, description="On CUDA and the CPU, keep image batches and conv weights channels-last."
     )
     fused_adam: Annotated[bool, Flag("--fused-adam")] = Field(
         default=True, description="On CUDA and the CPU, use the fused Adam implementation."

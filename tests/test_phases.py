@@ -187,6 +187,25 @@ def test_adam_is_fused_on_the_cpu_unless_turned_off(fused: bool) -> None:
     assert ("fused Adam" in run.fast.describe()) is fused
 
 
+@pytest.mark.parametrize("wanted", [True, False])
+def test_image_runs_train_channels_last_on_the_cpu_unless_turned_off(wanted: bool) -> None:
+    run = build_run(
+        [], generator="dcgan:width=4", discriminator="dcgan:width=4", dataset="mnist-5k", channels_last=wanted
+    )
+    layers = [m for net in (run.generator, run.discriminator) for m in net.modules()]
+    convs = [m.weight for m in layers if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    wide = [w for w in convs if w.shape[1] > 1 and w.shape[2] * w.shape[3] > 1]  # where the two layouts differ
+    assert len(wide) >= 3
+    assert [w.is_contiguous(memory_format=torch.channels_last) for w in wide] == [wanted] * len(wide)
+    assert ("channels-last" in run.fast.describe()) is wanted
+    batch = run.engine.batches.draw().samples
+    assert batch.is_contiguous(memory_format=torch.channels_last if wanted else torch.contiguous_format)
+
+
+def test_a_run_on_points_keeps_the_default_layout() -> None:
+    assert "channels-last" not in build_run([]).fast.describe()
+
+
 def test_lazy_r1_adjusts_ds_adam_and_only_ds() -> None:
     run = build_run(["r1:every=16"], lr_d=1e-3, lr_g=1e-3, betas=[0.0, 0.99])
     c = 16 / 17
