@@ -36,6 +36,7 @@ from ganforge_core.errors import CheckpointError, ConfigError
 from ganforge_core.fastpath import pick_device
 from ganforge_core.interpolation import fractions, slerp
 from ganforge_core.reporting import render_interpolation, render_samples
+from ganforge_core.traits import declared_traits
 
 if TYPE_CHECKING:
     from ganforge_core.plugins import Plugins
@@ -321,14 +322,24 @@ class Trained:
 
     @torch.no_grad()
     def generate(
-        self, n: int, latents: Tensor | None = None, labels: Tensor | None = None, ema: bool = True
+        self,
+        n: int,
+        latents: Tensor | None = None,
+        labels: Tensor | None = None,
+        ema: bool = True,
+        truncation: float | None = None,
     ) -> Tensor:
         """``n`` samples on the CPU, with G in eval mode (BatchNorm running statistics).
 
-        Conditional runs draw labels uniformly unless ``labels`` are given.
+        Conditional runs draw labels uniformly unless ``labels`` are given. ``truncation``
+        is psi for a generator of the trait ``truncation`` (None: the run's own).
         """
         generator = self.sampler(ema)
         was_training = generator.training
+        psi = getattr(generator, "truncation_psi", None)
+        if truncation is not None:
+            self._check_truncation(truncation)
+            generator.truncation_psi = truncation  # a plain attribute, read in eval mode
         generator.eval()
         try:
             chunks = []
@@ -345,6 +356,19 @@ class Trained:
             return torch.cat(chunks)
         finally:
             generator.train(was_training)
+            if truncation is not None:
+                generator.truncation_psi = psi
+
+    def _check_truncation(self, psi: float) -> None:
+        if "truncation" not in self.plan.generator.traits:
+            generators = self.plugins.registry.all("generator")
+            having = sorted(c.name for c in generators if "truncation" in declared_traits(c))
+            raise ConfigError(
+                f"--truncation: {self.plan.generator.component.label} has no truncation trick; "
+                f"generators that have it: {', '.join(having) or 'none installed'}"
+            )
+        if not (math.isfinite(psi) and 0 <= psi <= 2):
+            raise ConfigError(f"--truncation must be a number from 0 to 2 (1: no truncation), got {psi}")
 
     def evaluate(self, metric_names: list[str] | None = None) -> dict[str, float]:
         """The plan's metrics (or the named ones), on their own RNG stream, against the real data."""
@@ -381,11 +405,13 @@ class Trained:
         component = self.plugins.registry.get("metric", choice["name"])
         return Chosen(component, component.validate(choice["options"]))
 
-    def draw(self, n: int, seed: int, label: int | None = None, ema: bool = True) -> Tensor:
+    def draw(
+        self, n: int, seed: int, label: int | None = None, ema: bool = True, truncation: float | None = None
+    ) -> Tensor:
         """``n`` samples from fresh latents seeded by ``seed`` (for ``ganforge sample``)."""
         self._check_size(n, f"--n {n}")
         latents, labels = self._draw_inputs(n, seed, label)
-        return self.generate(n, latents, labels, ema=ema)
+        return self.generate(n, latents, labels, ema=ema, truncation=truncation)
 
     def _check_size(self, count: int, asked: str) -> None:
         """Refuse, before allocating, more samples than :data:`SAMPLE_BUDGET` holds."""
@@ -429,11 +455,19 @@ class Trained:
         paths = slerp(latents[:rows].cpu(), latents[rows:].cpu(), fractions(steps)).to(self.device)
         return paths, None if labels is None else labels[:rows]
 
-    def interpolate(self, rows: int, steps: int, seed: int, label: int | None = None, ema: bool = True) -> Tensor:
+    def interpolate(
+        self,
+        rows: int,
+        steps: int,
+        seed: int,
+        label: int | None = None,
+        ema: bool = True,
+        truncation: float | None = None,
+    ) -> Tensor:
         """Samples [rows, steps, *data shape] along :meth:`interpolation_inputs`' latents."""
         paths, labels = self.interpolation_inputs(rows, steps, seed, label)
         flat_labels = None if labels is None else labels.repeat_interleave(steps)
-        samples = self.generate(rows * steps, paths.flatten(0, 1), flat_labels, ema=ema)
+        samples = self.generate(rows * steps, paths.flatten(0, 1), flat_labels, ema=ema, truncation=truncation)
         return samples.unflatten(0, (rows, steps))
 
     def write_samples(self, samples: Tensor, path: Path) -> None:

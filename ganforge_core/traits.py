@@ -68,6 +68,13 @@ TRAITS: dict[str, Trait] = {
         "form changes; `ganforge_core.trained` grows the sampling generator to its step; `run` refuses it "
         "under torchrun; `ganforge_core.testing.check_component` checks `grow` at several steps",
     ),
+    "truncation": Trait(
+        "G has the truncation trick at sampling time: a float attribute `truncation_psi` that its eval-mode "
+        "forward reads (1: no truncation, 0: every latent gives the average image)",
+        "`ganforge sample --truncation PSI` refuses generators without it and sets it on the sampling generator "
+        "(`ganforge_core.trained`); `ganforge_core.testing.check_component` checks the attribute exists and "
+        "that psi 0 gives one image for every latent",
+    ),
     # -- losses ------------------------------------------------------------------------
     "targets": Trait(
         "the loss scores logits against `ctx.targets`, so label smoothing acts on it",

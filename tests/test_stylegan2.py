@@ -11,15 +11,17 @@ import io
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from ganforge_core import ConfigError, GContext, Targets
+from ganforge_core import ConfigError, GContext, Targets, hookimpl
 from ganforge_core.cli import app
 from ganforge_core.testing import build_context, check_component
+from ganforge_core.trained import load_trained
 from ganforge_stylegan2 import build_generator
 from ganforge_stylegan2.layers import modulated_conv2d, modulated_weights
 from ganforge_stylegan2.networks import StyleGAN2Discriminator, StyleGAN2Generator, minibatch_std
@@ -271,3 +273,58 @@ def test_stylegan2_trains_with_path_length_and_lazy_r1_from_the_cli(tmp_path: Pa
     steps = {r["step"]: r for r in records if "penalty/g/path-length" in r or "penalty/r1" in r}
     assert set(steps) == {1}  # step 0 (logged as 1) ran both lazy phases; step 1 neither
     assert steps[1]["penalty/g/path-length"] >= 0 and math.isfinite(steps[1]["penalty/r1"])
+
+    def sample(*flags: str) -> torch.Tensor:
+        raw = tmp_path / "samples.pt"
+        sampled = CliRunner().invoke(app, ["sample", str(out), "--n", "3", "--out", str(raw), "--device", "cpu", *flags])
+        assert sampled.exit_code == 0, (sampled.output, sampled.stderr)
+        return torch.load(raw, weights_only=True)
+
+    plain, average, half = sample(), sample("--truncation", "0"), sample("--truncation", "0.5")
+    assert not torch.allclose(plain[0], plain[1]), "untruncated: a sample per latent"
+    torch.testing.assert_close(average, average[:1].expand(3, -1, -1, -1))  # psi 0: the average image only
+    for a, b in ((half, plain), (half, average)):
+        assert not torch.allclose(a, b)
+    trained = load_trained(out, device="cpu")
+    trained.draw(3, seed=0, truncation=0.0)
+    torch.testing.assert_close(trained.draw(3, seed=0), plain)  # truncation is for that draw alone
+    for psi, why in (("nan", "must be a number from 0 to 2"), ("2.5", "must be a number from 0 to 2")):
+        refused = CliRunner().invoke(app, ["sample", str(out), "--truncation", psi, "--device", "cpu"])
+        assert refused.exit_code == 2 and why in refused.output + refused.stderr, psi
+
+
+def test_sampling_with_truncation_refuses_a_generator_without_it(tmp_path: Path) -> None:
+    out = tmp_path / "mlp"
+    args = ["run", "--gen", "mlp", "--data", "ring-8", "--steps", "1", "--metric", "none", "--device", "cpu", "-q"]
+    assert CliRunner().invoke(app, [*args, "--out", str(out)]).exit_code == 0
+    result = CliRunner().invoke(app, ["sample", str(out), "--truncation", "0.7", "--device", "cpu"])
+    text = result.output + result.stderr
+    assert result.exit_code == 2 and "Traceback" not in text
+    assert "--truncation: generator 'mlp' has no truncation trick; generators that have it: stylegan2" in text
+
+
+class IgnoresPsi(torch.nn.Module):
+    """Declares the trait 'truncation' and keeps a psi it never reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.z_dim, self.truncation_psi = 2, 1.0
+        self.net = torch.nn.Linear(2, 2)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class Ignoring:
+    @hookimpl
+    def ganforge_register_generators(self, register: Any) -> None:
+        register("ignores-psi", lambda options, ctx: IgnoresPsi(), summary="ignores psi",
+                 requires={"vector"}, traits={"truncation"})
+
+
+def test_check_component_refuses_a_truncation_that_does_nothing() -> None:
+    from ganforge_core.plugins import Plugins
+
+    message = r"generator 'ignores-psi' on dataset 'ring-8': truncation: truncation_psi 0 in eval mode still gives"
+    with pytest.raises(AssertionError, match=message):
+        check_component("generator", "ignores-psi", plugins=Plugins(extra=[("ignores", Ignoring())]), datasets=["ring-8"])

@@ -55,6 +55,16 @@ def sample(
         ),
     ] = None,
     ema: Annotated[bool, typer.Option("--ema/--no-ema", help="Use the EMA generator when the run keeps one.")] = True,
+    truncation: Annotated[
+        float | None,
+        typer.Option(
+            "--truncation",
+            metavar="PSI",
+            help="The truncation trick, for generators of the trait 'truncation' (stylegan2): each style pulled "
+            "toward the average, w_avg + PSI * (w - w_avg); 1 is none, lower trades variety for quality. "
+            "[default: the run's own]",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Draw samples from a trained generator, or interpolations between latents (--interpolate K)."""
@@ -70,10 +80,10 @@ def sample(
         trained = load_trained(source, device=device, warn=warn)
         if interpolate is None:
             n = 64 if n is None else n
-            samples = trained.draw(n, seed=seed, label=label, ema=ema)
+            samples = trained.draw(n, seed=seed, label=label, ema=ema, truncation=truncation)
         else:
             n = 8 if n is None else n
-            samples = trained.interpolate(n, interpolate, seed=seed, label=label, ema=ema)
+            samples = trained.interpolate(n, interpolate, seed=seed, label=label, ema=ema, truncation=truncation)
         trained.write_samples(samples, out)
     if interpolate is None:
         typer.echo(f"wrote {n} samples to {out}")

@@ -46,6 +46,7 @@ from ganforge_core.testing.networks import (
     check_discriminator,
     check_generator,
     check_growing,
+    check_truncation,
 )
 from ganforge_core.testing.objects import (
     BATCHNORM_TRAIT,
@@ -79,6 +80,7 @@ __all__ = [
     "check_g_phase_isolated",
     "check_generator",
     "check_growing",
+    "check_truncation",
     "check_isolation",
     "check_logger",
     "check_loss",

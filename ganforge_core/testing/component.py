@@ -25,6 +25,7 @@ from ganforge_core.testing.networks import (
     check_discriminator,
     check_generator,
     check_growing,
+    check_truncation,
 )
 from ganforge_core.testing.objects import (
     BATCHNORM_TRAIT,
@@ -181,6 +182,9 @@ def _check_on_dataset(component: Component, chosen: Options, dataset: Dataset) -
                 check_generator(generator, dataset.shape, n, training=training, traits=traits)
 
         _whole_and_growing(generator, traits, ctx.total_steps, check_g)
+        if "truncation" in traits:
+            with _about("truncation"):
+                check_truncation(generator, dataset.shape)
     elif kind == "discriminator":
         discriminator = component.build(chosen, ctx)
         check_declares_batchnorm(discriminator, kind, traits)

@@ -126,3 +126,35 @@ def check_growing(network: nn.Module, total_steps: int, check: Callable[[], None
             "the form must be a function of the step alone",
         )
     grow(steps[-1], total_steps)
+
+
+def check_truncation(generator: nn.Module, shape: tuple[int, ...]) -> None:
+    """A generator of the trait ``truncation``: a float ``truncation_psi`` that its eval-mode forward reads,
+    so that psi 0 gives one image for every latent and psi 1 different ones; psi is left as it was."""
+    psi = getattr(generator, "truncation_psi", None)
+    _check(
+        isinstance(psi, float) and not isinstance(psi, bool),
+        f"declares the trait 'truncation' but its truncation_psi is {psi!r}, not a float",
+    )
+    z_dim = int(getattr(generator, "z_dim"))
+    was_training = generator.training
+    generator.train()
+    with torch.no_grad():
+        generator(torch.randn(8, z_dim))  # a training pass: whatever average truncation pulls toward moves
+        generator.eval()
+        z = torch.randn(3, z_dim)
+        try:
+            outputs = {}
+            for value in (0.0, 1.0):
+                setattr(generator, "truncation_psi", value)
+                outputs[value] = generator(z)
+        finally:
+            setattr(generator, "truncation_psi", psi)
+            generator.train(was_training)
+    _check(tuple(outputs[0.0].shape[1:]) == tuple(shape), f"samples of shape {tuple(outputs[0.0].shape[1:])}")
+    spread = (outputs[0.0] - outputs[0.0][:1]).abs().max().item()
+    _check(spread <= 1e-5, f"truncation_psi 0 in eval mode still gives different samples (max difference {spread:.3g})")
+    _check(
+        not torch.allclose(outputs[1.0][0], outputs[1.0][1]),
+        "truncation_psi 1 in eval mode gives the same sample for different latents",
+    )

@@ -61,6 +61,7 @@ def ganforge_register_generators(register: Register) -> None:
         summary="StyleGAN2 generator: mapping network, modulated/demodulated convs, noise inputs, skip toRGB, "
         "style mixing, truncation in eval mode; square images of side s * 2**k (s 4..7), unconditional",
         requires={"image"},
+        traits={"truncation"},
         paper=PAPER,
     )
 
