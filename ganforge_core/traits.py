@@ -78,7 +78,7 @@ TRAITS: dict[str, Trait] = {
     # -- losses ------------------------------------------------------------------------
     "targets": Trait(
         "the loss scores logits against `ctx.targets`, so label smoothing acts on it",
-        "nothing checks it (label-smoothing refuses `wasserstein` and `margin` instead); informational",
+        "nothing checks it (label-smoothing refuses `wasserstein`, `margin` and `pairing` instead); informational",
     ),
     "relativistic": Trait("each side's logits are judged against the other side's mean logit", "nothing; informational"),
     "wasserstein": Trait(
@@ -86,6 +86,10 @@ TRAITS: dict[str, Trait] = {
         "the `monitors` plugin skips its D-wins check (such a loss passes through 0 in healthy runs)",
     ),
     "margin": Trait("fixed hinge margins instead of targets"),
+    "pairing": Trait(
+        "each real logit is scored against a paired fake one, as a difference (relativistic pairing), with no targets",
+        "`label-smoothing` refuses it (nothing to smooth)",
+    ),
     "weight-clipping": Trait("the loss clips D's weights after every D step", "nothing; informational"),
     # -- penalties ---------------------------------------------------------------------
     "input-gradient-penalty": Trait(

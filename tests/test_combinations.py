@@ -42,6 +42,11 @@ REFUSED = {
         {"loss": "hinge", "regularizers": ["label-smoothing"]},
         ("label-smoothing", "'hinge'", "margins"),
     ),
+    "label-smoothing+rpgan": (
+        MLP,
+        {"loss": "rpgan", "regularizers": ["label-smoothing"]},
+        ("label-smoothing", "'rpgan'", "no targets"),
+    ),
     "r1+batchnorm-critic": (
         DCGAN,
         {"discriminator": "dcgan:width=4,norm=batch", "regularizers": ["r1"]},
@@ -143,6 +148,18 @@ def test_neighbouring_combination_resolves(networks, fields) -> None:
     assert [r.component.name for r in resolved.regularizers] == [
         r.partition(":")[0] for r in fields.get("regularizers", [])
     ]
+
+
+@pytest.mark.parametrize("loss", REGISTRY.names("loss"))
+def test_label_smoothing_combines_with_exactly_the_losses_that_score_targets(loss: str) -> None:
+    """A loss without ``targets`` would leave label smoothing a silent no-op: it must be refused instead."""
+    component = REGISTRY.get("loss", loss)
+    try:
+        plan(MLP, loss=loss, regularizers=["label-smoothing"])
+    except ConfigError as refused:
+        assert "targets" not in component.traits(component.validate({})), f"{loss} has targets: {refused}"
+    else:
+        assert "targets" in component.traits(component.validate({})), f"label smoothing does nothing with {loss}"
 
 
 @pytest.mark.parametrize("penalty", ["r1", "r2", "gradient-penalty"])

@@ -3,8 +3,8 @@
 Traits the rest of ganforge checks:
 
 * ``targets``: the loss scores logits against ``ctx.targets``, so label smoothing
-  acts on it. ``wasserstein`` and ``margin`` losses have no targets, and
-  ``label-smoothing`` refuses them.
+  acts on it. ``wasserstein`` and ``margin`` losses have no targets, nor has
+  ``pairing`` (r3gan's ``rpgan``), and ``label-smoothing`` refuses them.
 * ``input-gradient-penalty`` and ``lipschitz-penalty``: ``wgan-gp`` penalises
   D's input gradient itself, pulling its norm toward 1 between real and fake
   samples (``penalty-on-real`` and ``penalty-on-fake``: both batches); a

@@ -88,7 +88,7 @@ def ganforge_register_losses(register: Register) -> None:
         options=NoOptions,
         summary="relativistic pairing (RpGAN): D softplus(D(fake) - D(real)), G softplus(D(real) - D(fake)), "
         "each fake against one real; pair it with r1 and r2",
-        traits={"graph-safe"},
+        traits={"pairing", "graph-safe"},
         recommends=R3GAN_ADAM,
         paper=PAPER + ", eq. 2; Jolicoeur-Martineau 2018 (the relativistic pairing GAN)",
     )

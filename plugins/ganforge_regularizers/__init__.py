@@ -133,6 +133,8 @@ def ganforge_register_regularizers(register: Register) -> None:
             "wasserstein": "a Wasserstein critic has no targets to smooth; use a BCE-family loss",
             "margin": "the hinge loss has fixed margins, not targets, so there is nothing to smooth; "
             "use a BCE-family loss or lsgan",
+            "pairing": "relativistic pairing scores real against fake logits, with no targets to smooth; "
+            "use a BCE-family loss or lsgan",
         },
         paper="Salimans et al. 2016, 'Improved techniques for training GANs'",
     )
