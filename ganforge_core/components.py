@@ -392,7 +392,7 @@ class Regularizer:
 
 
 class Schedule:
-    """D steps per G step and the learning-rate multiplier over the run."""
+    """D steps per G step, the learning-rate multiplier over the run, and (optionally) Adam's beta2."""
 
     def __init__(self, d_steps: int) -> None:
         self.d_steps = d_steps
@@ -400,6 +400,15 @@ class Schedule:
     def lr_multiplier(self, step: int, total_steps: int) -> float:
         """The factor both learning rates are multiplied by before G step ``step`` (0-based)."""
         return 1.0
+
+    def adam_beta2(self, step: int, total_steps: int, final: float) -> float:
+        """Adam's beta2 for both networks before G step ``step``; ``final`` is the run's (``--betas``).
+
+        The core asks only a schedule of the trait ``beta2-schedule`` (others keep the
+        run's beta2 throughout); a network with lazy penalties gets ``beta2 ** c`` as
+        with ``--betas`` (:func:`~ganforge_core.engine.lazy_ratio`).
+        """
+        return final
 
 
 class Growing(Protocol):

@@ -149,6 +149,9 @@ class Engine:
     owners: Owners = field(default_factory=Owners)
     # The networks of components with the trait ``growing`` (run.py fills it in), grown before each step.
     growing: Sequence[nn.Module] = ()
+    # The run's Adam beta2 (--betas) when the schedule has the trait ``beta2-schedule``, which then sets
+    # both optimizers' beta2 before each step; None: beta2 stays as the optimizers were built.
+    scheduled_beta2: float | None = None
 
     def __post_init__(self) -> None:
         targets = Targets()
@@ -182,6 +185,9 @@ class Engine:
         # The statistics some step since the last read produced (a lazy phase's only on its steps).
         self._fresh: set[str] = set()
         self._lr_factor: float | None = None
+        self._beta2: float | None = None
+        # Each optimizer's exponent for beta2: lazy penalties' StyleGAN2 adjustment, as run.py built it.
+        self._beta2_power = {id(self.opt_g): lazy_ratio(self.g_intervals), id(self.opt_d): lazy_ratio(self.d_intervals)}
         # Updates dropped because their loss was not finite (--on-nan skip), per network.
         self.skipped = {"D": 0, "G": 0}
         self._eager_runs: dict[StepKind, int] = {}
@@ -553,6 +559,8 @@ class Engine:
         return x
 
     def _set_learning_rates(self, step: int) -> None:
+        if self.scheduled_beta2 is not None:
+            self._set_beta2(self.schedule.adam_beta2(step, self.total_steps, self.scheduled_beta2))
         factor = self.schedule.lr_multiplier(step, self.total_steps)
         if factor == self._lr_factor:
             return
@@ -564,3 +572,12 @@ class Engine:
                 else:
                     group["lr"] = base * factor
 
+    def _set_beta2(self, beta2: float) -> None:
+        if beta2 == self._beta2:
+            return
+        traincheck.beta2(beta2, self.owners("scheduler"))
+        self._beta2 = beta2
+        for opt in (self.opt_g, self.opt_d):
+            power = self._beta2_power[id(opt)]
+            for group in opt.param_groups:
+                group["betas"] = (group["betas"][0], float(beta2) ** power)

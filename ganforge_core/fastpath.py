@@ -46,6 +46,8 @@ def choose_fast_path(plan: Plan, device: torch.device, data_dims: int) -> FastPa
     config, cuda = plan.config, device.type == "cuda"
     wants_bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
     blockers = [c.component.label for c in (plan.loss, *plan.regularizers) if "graph-safe" not in c.traits]
+    if "beta2-schedule" in plan.scheduler.traits:  # fused Adam's captured kernels hold beta2 as a constant
+        blockers.append(plan.scheduler.component.label)
     if config.on_nan == "skip":
         blockers.insert(0, "--on-nan skip")
     blocker = ""

@@ -27,7 +27,7 @@ PROJECT = "ganforge"
 # with every change to a hook, a protocol or what the core passes to plugins; each change
 # is listed in docs/contract-changelog.md, and a hook that is replaced keeps working and
 # warns, naming its replacement (pluggy's warn_on_impl), for at least one version.
-CONTRACT_VERSION = 4
+CONTRACT_VERSION = 5
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
@@ -96,7 +96,9 @@ def ganforge_register_schedulers(register: Register) -> None:
     """Register schedulers: training schedules.
 
     The factory returns a :class:`~ganforge_core.components.Schedule`: D steps per
-    G step and learning-rate multipliers over the run. Options models must subclass
+    G step and learning-rate multipliers over the run (``lr_multiplier``) and, for a
+    schedule of the trait ``beta2-schedule``, Adam's beta2 (``adam_beta2``; others
+    keep the run's). Options models must subclass
     :class:`~ganforge_core.components.ScheduleOptions`.
 
     :param register: callback ``register(name, factory, *, options=..., ...)``.

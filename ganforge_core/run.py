@@ -128,7 +128,10 @@ class Run(Trained):
             seed_everything(distributed.rank_seed(config.seed, world.rank))
         owners = Owners(
             {
-                **{c.component.kind: _owner(c) for c in (plan.generator, plan.discriminator, plan.loss)},
+                **{
+                    c.component.kind: _owner(c)
+                    for c in (plan.generator, plan.discriminator, plan.loss, plan.scheduler)
+                },
                 **{f"regularizer:{r.component.name}": _owner(r) for r in plan.regularizers},
             }
         )
@@ -158,6 +161,7 @@ class Run(Trained):
             skip_nonfinite=config.on_nan == "skip",
             owners=owners,
             growing=growing,
+            scheduled_beta2=(config.betas or (0.0, 0.0))[1] if "beta2-schedule" in plan.scheduler.traits else None,
             **ddp,
         )
         fixed = torch.Generator().manual_seed(config.seed + 1)

@@ -20,7 +20,7 @@ from ganforge_core.errors import ContractError
 class Owners:
     """Who provides each part of a step: ``"plugin 'p': loss 'name'"`` for errors.
 
-    Keys: ``"generator"``, ``"discriminator"``, ``"loss"`` and ``"regularizer:NAME"``.
+    Keys: ``"generator"``, ``"discriminator"``, ``"loss"``, ``"scheduler"`` and ``"regularizer:NAME"``.
     A key with no entry (an engine built by hand) is named by the key itself.
     """
 
@@ -46,6 +46,13 @@ def scalar(value: Any, who: str, method: str, *, optional: bool = False, what: s
     wanted = "None or a scalar (0-dim) floating tensor" if optional else "a scalar (0-dim) floating tensor"
     kind = what or ("a penalty" if optional else "a loss")
     raise ContractError(f"{who}: {method} returned {_described(value)}; {kind} returns {wanted}")
+
+
+def beta2(value: Any, who: str) -> None:
+    """A schedule's Adam beta2 (``Schedule.adam_beta2``): a number in [0, 1)."""
+    if isinstance(value, float | int) and not isinstance(value, bool) and 0 <= value < 1:
+        return
+    raise ContractError(f"{who}: adam_beta2() returned {value!r}; Adam's beta2 is a number in [0, 1)")
 
 
 def samples(value: Any, n: int, shape: tuple[int, ...], who: str) -> None:

@@ -339,7 +339,7 @@ class Trained:
         psi = getattr(generator, "truncation_psi", None)
         if truncation is not None:
             self._check_truncation(truncation)
-            generator.truncation_psi = truncation  # a plain attribute, read in eval mode
+            setattr(generator, "truncation_psi", truncation)  # a plain attribute, read in eval mode
         generator.eval()
         try:
             chunks = []
@@ -357,7 +357,7 @@ class Trained:
         finally:
             generator.train(was_training)
             if truncation is not None:
-                generator.truncation_psi = psi
+                setattr(generator, "truncation_psi", psi)
 
     def _check_truncation(self, psi: float) -> None:
         if "truncation" not in self.plan.generator.traits:

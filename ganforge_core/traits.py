@@ -75,6 +75,13 @@ TRAITS: dict[str, Trait] = {
         "(`ganforge_core.trained`); `ganforge_core.testing.check_component` checks the attribute exists and "
         "that psi 0 gives one image for every latent",
     ),
+    # -- schedules ---------------------------------------------------------------------
+    "beta2-schedule": Trait(
+        "the schedule changes Adam's beta2 over the run (`Schedule.adam_beta2`)",
+        "`ganforge_core.engine` sets both optimizers' beta2 from it before each step (only for a schedule with "
+        "this trait); `fastpath` trains such a run eagerly (a captured CUDA graph would freeze beta2); "
+        "`ganforge_core.testing.check_component` checks that a schedule without it keeps the run's beta2",
+    ),
     # -- losses ------------------------------------------------------------------------
     "targets": Trait(
         "the loss scores logits against `ctx.targets`, so label smoothing acts on it",
@@ -152,9 +159,12 @@ class Uses:
 
 
 def _variations(options: type[Options]) -> Iterator[dict[str, Any]]:
-    """The default options, then each ``Literal`` field at each of its values and each bool flipped."""
+    """The default options, then each ``Literal`` field at each of its values, each bool flipped, and each
+    field at each of its ``examples`` (``Field(examples=[...])``: how an optional number shows its traits)."""
     yield {}
     for name, info in options.model_fields.items():
+        for example in info.examples or ():
+            yield {name: example}
         if get_origin(info.annotation) is Literal:
             for value in get_args(info.annotation):
                 yield {name: value}
@@ -166,9 +176,10 @@ def declared_traits(component: Component) -> frozenset[str]:
     """Every trait the component declares, under its default options and their variations.
 
     Traits given as a function of the options are evaluated on the defaults, on each
-    value of every ``Literal`` field and with every bool flipped (options that fail
-    to validate alone are skipped): that finds ``dcgan``'s ``batchnorm-in-d`` under
-    ``norm=batch`` and the ``graph-safe`` that annealing takes away.
+    value of every ``Literal`` field, with every bool flipped and at each field's
+    ``examples`` (options that fail to validate alone are skipped): that finds
+    ``dcgan``'s ``batchnorm-in-d`` under ``norm=batch``, the ``graph-safe`` that
+    annealing takes away and the ``beta2-schedule`` of ``cosine:beta2_from=0.9``.
     """
     if not callable(component.trait_spec):
         return frozenset(component.trait_spec)
@@ -210,7 +221,7 @@ apply to the plugin's component too.
 
 
 def _who(labels: list[str]) -> str:
-    order = {kind: i for i, kind in enumerate(KINDS)}
+    order: dict[str, int] = {kind: i for i, kind in enumerate(KINDS)}
     return "<br>".join(sorted(labels, key=lambda label: (order[label.split(" ")[0]], label))) or "-"
 
 

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from ganforge_core import DContext, GContext, ResolveContext, RunConfig, Targets, get_registry, resolve
+from ganforge_core.errors import ContractError
 from ganforge_core.plugins import get_plugins
 from ganforge_core.session import Run
 from ganforge_regularizers.penalties import R1Options
@@ -816,6 +817,84 @@ def test_a_run_reaches_its_annealing_and_schedule_end_values_at_its_last_step() 
         rates.append(run.engine.opt_g.param_groups[0]["lr"] / base)
     assert seen[0] == 0.0 and seen[-1] == 1.0
     assert rates[0] == pytest.approx(1.0) and rates[-1] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(("name", "shape"), [("cosine", lambda p: (1 - math.cos(math.pi * p)) / 2), ("linear-decay", lambda p: p)])
+def test_a_beta2_ramp_sets_both_adams_beta2_each_step_lazy_networks_to_the_power_c(name, shape) -> None:
+    steps = 6
+    config = RunConfig.model_validate(
+        {
+            "generator": "mlp:hidden=8,depth=1",
+            "dataset": "ring-8:n=256",
+            "regularizers": ["r1:gamma=1,every=4"],  # D's Adam: lr * c and betas ** c, c = 4/5
+            "scheduler": f"{name}:end=0.5,beta2_from=0.9",
+            "betas": [0.0, 0.99],
+            "batch_size": 16,
+            "steps": steps,
+            "device": "cpu",
+        }
+    )
+    plan = resolve(config, REGISTRY)
+    assert "beta2-schedule" in plan.scheduler.traits
+    run = Run(plan, get_plugins(), RUN_DIR)
+    seen = []
+    for step in range(steps):
+        run.engine.step(step)
+        seen.append((run.engine.opt_g.param_groups[0]["betas"][1], run.engine.opt_d.param_groups[0]["betas"][1]))
+    want = [0.9 + 0.09 * shape(step / (steps - 1)) for step in range(steps)]
+    assert [g for g, _ in seen] == pytest.approx(want)
+    assert [d for _, d in seen] == pytest.approx([b ** (4 / 5) for b in want])
+    assert seen[0][0] == pytest.approx(0.9) and seen[-1][0] == pytest.approx(0.99)
+    run.engine.schedule.adam_beta2 = lambda *args: 1.0
+    with pytest.raises(ContractError, match=rf"scheduler '{name}': adam_beta2\(\) returned 1.0; Adam's beta2 is"):
+        run.engine.step(0)
+
+
+def test_without_beta2_from_beta2_stays_the_runs_and_the_engine_never_asks() -> None:
+    config = RunConfig.model_validate(
+        {"generator": "mlp:hidden=8,depth=1", "dataset": "ring-8:n=256", "scheduler": "cosine:end=0.5",
+         "betas": [0.5, 0.95], "batch_size": 16, "steps": 3, "device": "cpu"}
+    )
+    plan = resolve(config, REGISTRY)
+    assert "beta2-schedule" not in plan.scheduler.traits
+    run = Run(plan, get_plugins(), RUN_DIR)
+    assert run.engine.scheduled_beta2 is None
+    run.engine.schedule.adam_beta2 = lambda *args: pytest.fail("asked a schedule without the trait")
+    for step in range(3):
+        run.engine.step(step)
+    assert run.engine.opt_g.param_groups[0]["betas"] == (0.5, 0.95)
+
+
+def test_a_beta2_ramp_trains_eagerly_on_cuda_since_a_graph_would_freeze_beta2() -> None:
+    from ganforge_core.fastpath import choose_fast_path
+
+    def fast(scheduler: str) -> Any:
+        config = RunConfig.model_validate({"generator": "mlp", "dataset": "ring-8", "scheduler": scheduler})
+        return choose_fast_path(resolve(config, REGISTRY), torch.device("cuda"), 2)
+
+    assert fast("cosine").cuda_graph
+    ramped = fast("cosine:beta2_from=0.9")
+    assert not ramped.cuda_graph and "scheduler 'cosine'" in ramped.graph_blocker
+
+
+def test_check_schedule_refuses_a_beta2_change_the_schedule_does_not_declare() -> None:
+    from ganforge_core import Schedule
+    from ganforge_core.testing import check_schedule
+
+    class Sneaky(Schedule):
+        def adam_beta2(self, step: int, total_steps: int, final: float) -> float:
+            return 0.9
+
+    check_schedule(Sneaky(1), traits={"beta2-schedule"})
+    with pytest.raises(AssertionError, match=r"adam_beta2\(0, 10, 0.99\) = 0.9, not the run's 0.99: .*'beta2-schedule'"):
+        check_schedule(Sneaky(1))
+
+    class OutOfRange(Schedule):
+        def adam_beta2(self, step: int, total_steps: int, final: float) -> float:
+            return 1.0
+
+    with pytest.raises(AssertionError, match=r"Adam's beta2 is a number in \[0, 1\)"):
+        check_schedule(OutOfRange(1), traits={"beta2-schedule"})
 
 
 def spectral_generator() -> nn.Module:

@@ -123,7 +123,7 @@ def _check_schedule_component(component: Component, chosen: Options, registry: R
     if getattr(chosen, "d_steps", 1) is None:
         chosen = component.validate({**chosen.model_dump(), "d_steps": 1})
     with _about(component.label):
-        check_schedule(component.build(chosen, build_context((2,))), total_steps=10)
+        check_schedule(component.build(chosen, build_context((2,))), total_steps=10, traits=component.traits(chosen))
 
 
 def _check_dataset_component(component: Component, chosen: Options, registry: Registry, datasets: Any) -> None:
