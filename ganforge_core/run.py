@@ -25,7 +25,6 @@ from ganforge_core import distributed, residency, traincheck
 from ganforge_core.components import BuildContext, Dataset, Regularizer
 from ganforge_core.config import Chosen, Plan, resolve, with_epochs_as_steps
 from ganforge_core.engine import Engine, lazy_ratio, penalty_intervals
-from ganforge_core.errors import ConfigError
 from ganforge_core.fastpath import choose_fast_path, pick_device
 from ganforge_core.plugins import Plugins
 from ganforge_core.pictures import is_image
@@ -141,11 +140,6 @@ class Run(Trained):
             if "growing" in chosen.traits:
                 traincheck.grows(network, _owner(chosen))
                 growing.append(network)
-        if growing and world.distributed:
-            raise ConfigError(
-                "networks that grow (the trait 'growing', progressive growing) do not train under torchrun yet: "
-                "DDP expects every parameter to get a gradient at every step; train them in one process"
-            )
         self.engine = Engine(
             generator=self.generator,
             discriminator=self.discriminator,

@@ -65,8 +65,9 @@ TRAITS: dict[str, Trait] = {
         "the network's architecture follows the run's progress (progressive growing): it implements "
         "`grow(step, total_steps)` (`ganforge_core.Growing`)",
         "`ganforge_core.engine` grows G and D before each step and captures a CUDA graph again when their "
-        "form changes; `ganforge_core.trained` grows the sampling generator to its step; `run` refuses it "
-        "under torchrun; `ganforge_core.testing.check_component` checks `grow` at several steps",
+        "form changes; `ganforge_core.trained` grows the sampling generator to its step; "
+        "`ganforge_core.testing.check_component` checks `grow` at several steps and that every parameter gets "
+        "a gradient at each (0 for stages not in use), which DDP waits for under torchrun",
     ),
     "truncation": Trait(
         "G has the truncation trick at sampling time: a float attribute `truncation_psi` that its eval-mode "

@@ -142,6 +142,23 @@ def test_two_ranks_with_lazy_r1_train_like_one_process(tmp_path: Path) -> None:
     assert_close(weights(two / "checkpoint-00000006.pt"), weights(one.checkpoint))
 
 
+def test_two_ranks_grow_progan_through_its_stages_like_one_process(tmp_path: Path) -> None:
+    """A growing network under DDP: each stage leaves the later stages' layers without gradients, which
+    DDP must not wait for; the job crosses every stage change and trains as one process does (one
+    sample per minibatch-std group, so no statistic couples the ranks' halves of the batch)."""
+    growing = {
+        "generator": "progan:width=4,z_dim=4", "discriminator": "progan:width=4,group_size=1",
+        "dataset": "mnist-5k:size=8", "device": "cpu", "batch_size": 8, "metrics": [], "checkpoint_every": 0,
+        "sample_every": 0, "log_every": 2,
+    }  # fmt: skip
+    steps = 8  # 8x8 images: stages 4x4 and 8x8, the second fading in from step 4
+    one = train(RunConfig(**growing, steps=steps, out=tmp_path / "one"), quiet=True)
+    two = tmp_path / "two"
+    done = torchrun(*flags(growing), "--steps", steps, "--out", two)
+    assert done.returncode == 0, done.stderr
+    assert_close(weights(two / f"checkpoint-{steps:08d}.pt"), weights(one.checkpoint))
+
+
 INSIDE_THE_STEP = """
 import sys
 from pathlib import Path

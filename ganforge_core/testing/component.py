@@ -161,13 +161,17 @@ if set(COMPONENT_CHECKS) != set(KINDS):
 
 
 def _whole_and_growing(
-    network: torch.nn.Module, traits: frozenset[str], total_steps: int, check: Callable[[], None]
+    network: torch.nn.Module,
+    traits: frozenset[str],
+    total_steps: int,
+    check: Callable[[], None],
+    forward: Callable[[], Tensor],
 ) -> None:
     """``check`` on the network as built, then, for the trait ``growing``, at several steps (:func:`check_growing`)."""
     check()
     if "growing" in traits:
         with _about("growing"):
-            check_growing(network, total_steps, check)
+            check_growing(network, total_steps, check, forward)
 
 
 def _check_on_dataset(component: Component, chosen: Options, dataset: Dataset) -> None:
@@ -181,7 +185,8 @@ def _check_on_dataset(component: Component, chosen: Options, dataset: Dataset) -
             for n, training in ((1, True), (1, False), (5, True), (5, False)):
                 check_generator(generator, dataset.shape, n, training=training, traits=traits)
 
-        _whole_and_growing(generator, traits, ctx.total_steps, check_g)
+        z_dim = int(getattr(generator, "z_dim"))
+        _whole_and_growing(generator, traits, ctx.total_steps, check_g, lambda: generator(torch.randn(5, z_dim)))
         if "truncation" in traits:
             with _about("truncation"):
                 check_truncation(generator, dataset.shape)
@@ -193,7 +198,9 @@ def _check_on_dataset(component: Component, chosen: Options, dataset: Dataset) -
             for n in (1, 5):
                 check_discriminator(discriminator, dataset.take(range(n)), traits=traits)
 
-        _whole_and_growing(discriminator, traits, ctx.total_steps, check_d)
+        _whole_and_growing(
+            discriminator, traits, ctx.total_steps, check_d, lambda: discriminator(dataset.take(range(5)))
+        )
     elif kind == "regularizer":
         check_regularizer(component.build(chosen, ctx), dataset.take(range(min(12, len(dataset)))), traits=traits)
     elif kind == "metric":

@@ -104,10 +104,16 @@ def check_declares_batchnorm(network: nn.Module, kind: str, traits: Iterable[str
     _check(not declared or batch_norms, f"{kind} declares '{trait}' but holds no BatchNorm layer")
 
 
-def check_growing(network: nn.Module, total_steps: int, check: Callable[[], None]) -> None:
+def check_growing(
+    network: nn.Module, total_steps: int, check: Callable[[], None], forward: Callable[[], Tensor] | None = None
+) -> None:
     """A network of the trait ``growing``: ``grow(step, total_steps)`` returns a hashable key that is a
     pure function of the step (the same whatever was grown before), and ``check()`` (the network's own
-    check) passes at the first, middle and last step; the network is left at the last step's form."""
+    check) passes at the first, middle and last step; the network is left at the last step's form.
+
+    With ``forward`` (the network on a small batch), a backward pass of its output reaches every
+    parameter at each of those steps, with a gradient of 0 where a stage is not in use: DDP waits for
+    every parameter's gradient under torchrun."""
     grow = getattr(network, "grow", None)
     _check(callable(grow), "declares the trait 'growing' but has no grow(step, total_steps) method")
     assert callable(grow)
@@ -118,6 +124,8 @@ def check_growing(network: nn.Module, total_steps: int, check: Callable[[], None
         _check(isinstance(key, Hashable), f"grow({step}, {total_steps}) returned {key!r}, which is not hashable")
         keys[step] = key
         check()
+        if forward is not None:
+            _reaches_every_parameter(network, forward, f"at step {step} of {total_steps}")
     for step in reversed(steps):
         again = grow(step, total_steps)
         _check(
@@ -126,6 +134,19 @@ def check_growing(network: nn.Module, total_steps: int, check: Callable[[], None
             "the form must be a function of the step alone",
         )
     grow(steps[-1], total_steps)
+
+
+def _reaches_every_parameter(network: nn.Module, forward: Callable[[], Tensor], when: str) -> None:
+    network.zero_grad(set_to_none=True)
+    forward().float().sum().backward()
+    missing = [name for name, p in network.named_parameters() if p.requires_grad and p.grad is None]
+    network.zero_grad(set_to_none=True)
+    _check(
+        not missing,
+        lambda: f"{when}, {len(missing)} parameters get no gradient ({', '.join(missing[:3])}"
+        f"{', ...' if len(missing) > 3 else ''}): a growing network gives the stages it does not use a gradient "
+        "of 0 (e.g. its output + 0 * the sum of its parameters), since DDP waits for every one under torchrun",
+    )
 
 
 def check_truncation(generator: nn.Module, shape: tuple[int, ...]) -> None:
