@@ -266,6 +266,29 @@ def test_the_zip_dataset_refuses_the_same_input_in_the_same_line(tmp_path: Path,
     assert "\n" not in str(raised.value) and all(word in str(raised.value) for word in words), raised.value
 
 
+@pytest.mark.parametrize("members", [4, 0x10001], ids=["end record", "zip64 end record"])
+def test_a_zip_of_too_many_members_is_refused_before_zipfile_parses_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, members: int
+) -> None:
+    from ganforge_datasets import nvlabs_zip
+
+    path = tmp_path / "many.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for index in range(members):
+            archive.writestr(nvlabs_name(index), png_bytes(GREY[0]) if index == 0 else b"")
+    assert (path.read_bytes().find(b"PK\x06\x06") >= 0) is (members > 0xFFFF)  # zip64 past 65,535 entries
+    assert nvlabs_zip.member_count(path) == members
+    monkeypatch.setattr(nvlabs_zip, "MAX_MEMBERS", members - 1)
+    monkeypatch.setattr(nvlabs_zip.zipfile, "ZipFile", lambda *a, **k: pytest.fail("parsed the directory"))
+    with pytest.raises(DataError) as raised:
+        build("zip", path=str(path))
+    assert str(raised.value) == (
+        f"dataset 'zip': {path} declares {members:,} members, more than {members - 1:,} (zipfile keeps about "
+        "0.5 kB a member in memory in every loader process); split it, or extract it to a folder and run "
+        "'ganforge data prepare'"
+    )
+
+
 def test_an_interrupted_prepare_leaves_nothing_that_looks_complete(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

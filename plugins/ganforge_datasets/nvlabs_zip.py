@@ -5,7 +5,10 @@ stylegan2-ada-pytorch's ``dataset_tool.py`` writes ``00000/img00000000.png, ...`
 ``{"labels": [["00000/img00000000.png", 6], ...]}`` or ``{"labels": null}``. Its
 ``training/dataset.py`` reads the images in sorted name order; so does this.
 
-Nothing is ever extracted to disk. Before any image is decoded the zip is checked
+Nothing is ever extracted to disk. Before zipfile parses the directory, its entry
+count is read from the end-of-directory record (zip64's too) and a zip of more than
+:data:`MAX_MEMBERS` members is refused: zipfile holds about half a kilobyte per member
+in memory, in every process that opens it. Before any image is decoded the zip is checked
 in full from its directory and each member's first 33 bytes (the PNG IHDR chunk):
 member names that are absolute or climb out with ``..`` refuse the zip; every PNG
 must have the first one's size and mode; a member that declares more uncompressed
@@ -41,6 +44,10 @@ COLOUR_TYPES = {0: 1, 2: 3}  # 8-bit greyscale, 8-bit RGB: what dataset_tool.py 
 MAX_SIDE = 16_384
 MAX_LABELS_BYTES = 256 << 20  # dataset.json: a million labelled names fit in well under this
 MAX_CLASSES = 1_000_000
+MAX_MEMBERS = 2_000_000  # ~1 GB of zipfile's directory objects per process that opens the zip
+END_RECORD = struct.Struct("<4s4H2LH")  # signature, disks, entries here, entries, size, offset, comment
+ZIP64_LOCATOR = struct.Struct("<4sLQL")  # signature, disk, offset of the zip64 end record, disks
+ZIP64_END_RECORD = struct.Struct("<4sQ2H2L4Q")  # ..., entries here, entries, size, offset
 UNSAFE = re.compile(r"(^[/\\])|(^[A-Za-z]:)|((^|[/\\])\.\.([/\\]|$))")
 
 
@@ -98,7 +105,41 @@ class ZipSource:
         return torch.from_numpy(out)
 
 
+def member_count(path: Path) -> int | None:
+    """The entry count a zip's end-of-directory record declares (zip64's when it has one), read
+    without parsing the directory; None when there is no such record (zipfile then says why)."""
+    with path.open("rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        tail_start = max(0, size - END_RECORD.size - 0xFFFF)  # the record ends the file, after its comment
+        file.seek(tail_start)
+        tail = file.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < END_RECORD.size:
+            return None
+        entries = int(END_RECORD.unpack_from(tail, at)[4])
+        locator = at - ZIP64_LOCATOR.size
+        if locator < 0 or tail[locator : locator + 4] != b"PK\x06\x07":
+            return entries
+        file.seek(ZIP64_LOCATOR.unpack_from(tail, locator)[2])
+        record = file.read(ZIP64_END_RECORD.size)
+        if len(record) < ZIP64_END_RECORD.size or not record.startswith(b"PK\x06\x06"):
+            return entries
+        return int(ZIP64_END_RECORD.unpack(record)[7])
+
+
 def open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        count = member_count(path)
+    except FileNotFoundError:
+        raise DataError(f"dataset 'zip': {path} does not exist; pass path=FILE.zip") from None
+    except OSError as exc:
+        raise DataError(f"dataset 'zip': cannot read {path}: {exc}") from None
+    if count is not None and count > MAX_MEMBERS:
+        raise DataError(
+            f"dataset 'zip': {path} declares {count:,} members, more than {MAX_MEMBERS:,} (zipfile keeps about "
+            "0.5 kB a member in memory in every loader process); split it, or extract it to a folder and "
+            "run 'ganforge data prepare'"
+        )
     try:
         return zipfile.ZipFile(path)
     except FileNotFoundError:
