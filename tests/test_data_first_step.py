@@ -1,12 +1,15 @@
-"""What a run reads before its first step: a streamed run nothing but its first batch, a
-resident ``prepared`` one each image once, as consecutive file reads in this process.
+"""What a run reads before its first step, and what its loader leaves behind after its last:
 
-Time to the first step is measured by benchmarks/datasets.py; these tests pin down the
-reads that made it grow with the dataset, by counting them.
+* a streamed run reads nothing but its first batch, a resident ``prepared`` one each image
+  once, as consecutive file reads in this process (time to the first step is measured by
+  benchmarks/datasets.py; these tests count the reads that made it slow);
+* a streamed run stopped by Ctrl-C leaves no DataLoader worker running (the run closes its
+  sampler however it ends; a finished one's workers would also go with the garbage collector).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,12 +20,13 @@ import torch
 from torch import Tensor
 
 from ganforge_core import Dataset, RunConfig, hookimpl, residency
-from ganforge_core.session import train
+from ganforge_core.session import Interrupted, train
 from ganforge_core.streaming import StreamingSampler
 from ganforge_datasets import prepare as prepare_module
 from ganforge_datasets.prepared import PreparedSource, open_prepared
 from ganforge_datasets.sources import as_dataset
 from test_data_formats import write_folder
+from test_reliability import SignalAt
 from test_reliability_resume import plugins_with
 
 
@@ -51,16 +55,20 @@ class Counted:
                  traits={"image"})  # fmt: skip
 
 
+def streamed_config(out: Path, workers: int) -> RunConfig:
+    return RunConfig.model_validate({
+        "generator": "mlp:hidden=8,depth=1", "discriminator": "mlp:hidden=8,depth=1", "dataset": "counted",
+        "device": "cpu", "batch_size": 8, "steps": 3, "log_every": 1, "metrics": [], "out": str(out),
+        "data_mode": "streamed", "data_workers": workers,
+    })  # fmt: skip
+
+
 def test_a_streamed_run_reads_nothing_before_its_first_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log: list[object] = []
     draw = StreamingSampler.draw
     monkeypatch.setattr(StreamingSampler, "draw", lambda self, out=None: (log.append("draw"), draw(self, out))[1])
-    config = RunConfig.model_validate({
-        "generator": "mlp:hidden=8,depth=1", "discriminator": "mlp:hidden=8,depth=1", "dataset": "counted",
-        "device": "cpu", "batch_size": 8, "steps": 3, "log_every": 1, "metrics": [], "out": str(tmp_path),
-        "data_mode": "streamed", "data_workers": 0,  # reads in this process, where the log sees them
-    })  # fmt: skip
-    train(config, plugins=plugins_with(("counted", Counted(log))), quiet=True)
+    # workers=0: the reads happen in this process, where the log sees them.
+    train(streamed_config(tmp_path, 0), plugins=plugins_with(("counted", Counted(log))), quiet=True)
     # The monitors' data spread used to read samples at the run's start, before any batch.
     assert log[:2] == ["draw", 8], log
     assert log.count("draw") == 3
@@ -89,3 +97,13 @@ def test_a_prepared_dataset_is_made_resident_by_consecutive_reads_in_this_proces
     # In this process (no workers to copy the bytes twice), each image once, in order.
     assert ranges == [(os.getpid(), b, min(b + 3, 10)) for b in range(0, 10, 3)]
     assert torch.equal(source.read([5, 2, 9]), torch.from_numpy(stored[[5, 2, 9]]))  # a gather, not a range
+
+
+def test_a_streamed_run_stopped_by_ctrl_c_leaves_no_loader_worker_running(tmp_path: Path) -> None:
+    before = set(multiprocessing.active_children())  # a Run another test built and left to the GC
+    plugins = plugins_with(("counted", Counted([])), ("stop", SignalAt(2)))
+    with pytest.raises(Interrupted) as raised:
+        train(streamed_config(tmp_path, 2), plugins=plugins, quiet=True)
+    # The exception's frames still hold the run here, as they do while the CLI reports it.
+    assert raised.value.__traceback__ is not None
+    assert [p for p in multiprocessing.active_children() if p not in before] == []
