@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from ganforge_core import Dataset, RunConfig, hookimpl, residency
+from ganforge_core import DataError, Dataset, RunConfig, hookimpl, residency
 from ganforge_core.session import Interrupted, train
 from ganforge_core.streaming import StreamingSampler
 from ganforge_datasets import prepare as prepare_module
@@ -34,7 +34,8 @@ class CountingSource:
     """32 random 1x8x8 uint8 images; every read appends its size to ``log``."""
 
     def __init__(self, log: list[object]) -> None:
-        self.images = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        generator = torch.Generator().manual_seed(0)
+        self.images = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8, generator=generator)
         self.shape, self.dtype, self.labels, self.log = (1, 8, 8), "uint8", None, log
 
     def __len__(self) -> int:
@@ -107,3 +108,14 @@ def test_a_streamed_run_stopped_by_ctrl_c_leaves_no_loader_worker_running(tmp_pa
     # The exception's frames still hold the run here, as they do while the CLI reports it.
     assert raised.value.__traceback__ is not None
     assert [p for p in multiprocessing.active_children() if p not in before] == []
+
+
+def test_a_shard_truncated_after_it_was_opened_fails_a_resident_read_in_one_line(tmp_path: Path) -> None:
+    write_folder(tmp_path / "src", {"a": 4}, height=8, width=8)
+    prepare_module.prepare(tmp_path / "src", tmp_path / "prep", size=8, workers=1)
+    source, _ = open_prepared(tmp_path / "prep")
+    shard = tmp_path / "prep" / source.files[0]
+    shard.write_bytes(shard.read_bytes()[:-100])  # after its header was checked
+    with pytest.raises(DataError) as raised:
+        residency.resident_samples(as_dataset(source, 1, {}), torch.device("cpu"))
+    assert str(raised.value) == f"dataset 'prepared': {shard} is truncated"

@@ -159,7 +159,7 @@ class PreparedSource:
         for shard, array in enumerate(self._shards()):
             low, high = max(begin, int(starts[shard])), min(end, int(starts[shard + 1]))
             if low < high:
-                into = memoryview(out[low - begin : high - begin]).cast("B")
+                into = out[low - begin : high - begin].data.cast("B")
                 with open(self.root / self.files[shard], "rb") as handle:
                     handle.seek(array.offset + (low - int(starts[shard])) * row)
                     if handle.readinto(into) != len(into):
