@@ -48,6 +48,10 @@ class Batches(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    def close(self) -> None:
+        """Stop the worker processes reading ahead, if any (the run calls it at its end, however it ends)."""
+        ...
+
 
 class Order:
     """Shuffled batches of indices without replacement, a new permutation per epoch; drops the tail.
@@ -200,6 +204,9 @@ class BatchSampler:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._order.load_state_dict(state)
         self._device_order = self._synced = None
+
+    def close(self) -> None:
+        """Nothing to stop: the samples are on the device, read by no worker."""
 
 
 def _format_of(tensor: Tensor) -> torch.memory_format:

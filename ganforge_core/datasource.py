@@ -28,7 +28,9 @@ class SampleSource(Protocol):
     ``read`` is called in DataLoader worker processes, so a source must pickle
     cheaply (paths and small indexes, never the pixels) and open its files lazily
     in each process. It raises :class:`~ganforge_core.errors.DataError` naming
-    the file for an unreadable sample.
+    the file for an unreadable sample. A source whose reads only copy bytes already
+    laid out as pixels (memory-mapped shards, no decoding) may set ``mapped = True``:
+    it is then made resident by this process alone, without worker processes.
     """
 
     shape: tuple[int, ...]

@@ -92,10 +92,12 @@ def make_batches(
     """The run's sampler: the samples copied to ``device`` (resident) or a :class:`StreamingSampler`."""
     labels = dataset.labels if conditional else None
     if not residency.resident:
-        return StreamingSampler(
+        streamed = StreamingSampler(
             dataset.as_source(), batch_size, seed, device, labels=labels, shard=shard, mirror=mirror,
             workers=residency.workers,
         )
+        streamed.start()  # the workers read the first batches while the run builds its optimizers
+        return streamed
     samples = resident_samples(dataset, device, residency.workers).contiguous(memory_format=layout)
     return BatchSampler(
         samples, batch_size, seed, None if labels is None else labels.to(device), shard=shard, mirror=mirror
@@ -104,10 +106,13 @@ def make_batches(
 
 def resident_samples(dataset: Dataset, device: torch.device, workers: int = 0) -> torch.Tensor:
     """All samples on ``device`` in their stored dtype; a source is read in chunks straight into them,
-    by ``workers`` DataLoader processes (a folder's images decode in parallel), in order."""
+    by ``workers`` DataLoader processes (a folder's images decode in parallel), in order. A source
+    whose reads only copy mapped bytes (``source.mapped``, as ``prepared``'s) is read in this process:
+    workers would add two copies and the IPC to the bytes read."""
     if dataset.samples is not None:
         return dataset.samples.to(device)
     source = dataset.as_source()
+    workers = 0 if getattr(source, "mapped", False) else workers
     dtype = torch.uint8 if dataset.storage_dtype == "uint8" else torch.float32
     samples = torch.empty((len(dataset), *dataset.shape), dtype=dtype, device=device)
     chunks = [list(range(start, min(start + READ_CHUNK, len(dataset)))) for start in range(0, len(dataset), READ_CHUNK)]

@@ -280,6 +280,10 @@ class Run(Trained):
 
     # -- sampling ----------------------------------------------------------------
 
+    def close(self) -> None:
+        """Stop what the run runs beside this process: a streamed sampler's DataLoader workers."""
+        self.engine.batches.close()
+
     def save_samples(self, name: str) -> Path:
         path = self.run_dir / name
         # Fixed latents: no draw from the training RNG stream (exact resume), and

@@ -121,6 +121,7 @@ def _train(
     if world.distributed:
         device = distributed.pick_device(world, plan.config.device)
         world = distributed.start(world, device, plan.config.dist_backend)
+    run: Run | None = None
     try:
         if world.main:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -151,6 +152,8 @@ def _train(
             raise distributed.peer_lost(world, exc, run_dir) from None
         raise
     finally:
+        if run is not None:
+            run.close()  # the loader's workers stop here, on success, error or Ctrl-C alike
         distributed.stop(world)  # its threads live on: the process ends without finalizing (cli.main)
 
 

@@ -96,6 +96,12 @@ class StreamingSampler:
     def next(self) -> Tensor:
         return self.draw().samples
 
+    def start(self) -> None:
+        """Start the workers now, reading the first batches while the run builds the rest of itself
+        (the first draw starts them otherwise); they read on from the committed order's state."""
+        if self._stream is None:
+            self._stream = self._start()
+
     def _start(self) -> Iterator[Any]:
         ahead = Order(*self._args)
         ahead.load_state_dict(self._order.state_dict())
@@ -133,8 +139,7 @@ class StreamingSampler:
 
     def draw(self, out: Batch | None = None) -> Batch:
         """The next batch (float32, the model's scale, on :attr:`device`), into ``out`` when given."""
-        if self._stream is None:
-            self._stream = self._start()  # the workers read on from the committed order's state
+        self.start()
         index = self._order.next()  # the batch the workers read first
         stored = self._read(index.numel()).to(self.device, non_blocking=True)
         if self.mirror:

@@ -94,7 +94,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
-def _mapped(path: Path, shape: tuple[int, ...], dtype: str, root: Path) -> np.ndarray:
+def _mapped(path: Path, shape: tuple[int, ...], dtype: str, root: Path) -> np.memmap:
     """The .npy file at ``path`` memory-mapped, refused unless it holds exactly ``shape`` of ``dtype``."""
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -119,7 +119,8 @@ class PreparedSource:
     shape: tuple[int, ...]
     labels: torch.Tensor | None
     dtype: StorageDtype = field(default="uint8", init=False)
-    _maps: list[np.ndarray] | None = field(default=None, init=False, repr=False)
+    mapped: bool = field(default=True, init=False)  # reads copy mapped bytes: resident_samples reads in-process
+    _maps: list[np.memmap] | None = field(default=None, init=False, repr=False)
 
     def __len__(self) -> int:
         return sum(self.counts)
@@ -127,7 +128,7 @@ class PreparedSource:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_maps": None}
 
-    def _shards(self) -> list[np.ndarray]:
+    def _shards(self) -> list[np.memmap]:
         if self._maps is None:
             self._maps = [
                 _mapped(self.root / name, (n, *self.shape), "uint8", self.root)
@@ -140,12 +141,29 @@ class PreparedSource:
         if wanted.size and (wanted.min() < 0 or wanted.max() >= len(self)):
             raise IndexError(f"index out of range for {len(self)} images")
         starts = np.cumsum([0, *self.counts])
+        if wanted.size and wanted[-1] - wanted[0] == wanted.size - 1 and np.all(np.diff(wanted) == 1):
+            return self._read_range(int(wanted[0]), int(wanted[-1]) + 1, starts)
         shard_of = np.searchsorted(starts, wanted, side="right") - 1
         out = np.empty((len(wanted), *self.shape), dtype=np.uint8)
         for shard, array in enumerate(self._shards()):
             rows = np.nonzero(shard_of == shard)[0]
             if rows.size:
                 out[rows] = array[wanted[rows] - starts[shard]]
+        return torch.from_numpy(out)
+
+    def _read_range(self, begin: int, end: int, starts: np.ndarray) -> torch.Tensor:
+        """Images ``begin:end`` (consecutive), read from the files straight into the result: one copy,
+        and no mapped pages left in this process's memory (making a dataset resident reads it so)."""
+        out = np.empty((end - begin, *self.shape), dtype=np.uint8)
+        row = int(np.prod(self.shape))
+        for shard, array in enumerate(self._shards()):
+            low, high = max(begin, int(starts[shard])), min(end, int(starts[shard + 1]))
+            if low < high:
+                into = out[low - begin : high - begin].data.cast("B")
+                with open(self.root / self.files[shard], "rb") as handle:
+                    handle.seek(array.offset + (low - int(starts[shard])) * row)
+                    if handle.readinto(into) != len(into):
+                        raise DataError(f"dataset 'prepared': {self.root / self.files[shard]} is truncated")
         return torch.from_numpy(out)
 
 

@@ -71,6 +71,7 @@ class State:
     frozen_since: int = 0
     last: tuple[float, float] | None = None
     data_spread: float | None = None
+    data_measured: bool = False  # data_spread and class_spreads are measured at the first sample check
     class_spreads: dict[int, float] = field(default_factory=dict)  # the real classes' spreads
     stopped: bool = False
 
@@ -81,11 +82,19 @@ class State:
 def start(run: Any, settings: Settings) -> State:
     """A fresh state for this run (also on resume), stored in ``run.extra``."""
     state = State(settings=settings, check_d_wins=_d_wins_applies(run))
+    run.extra[KEY] = state
+    return state
+
+
+def _measure_data(run: Any, state: State) -> None:
+    """The real data's spreads, once, at the first sample check: not at the start, where reading
+    samples would delay the first step (a streamed run reads no data before its first batch)."""
+    if state.data_measured:
+        return
+    state.data_measured = True
     state.data_spread = _data_spread(run)
     if _conditional(run):
         state.class_spreads = _data_class_spreads(run)
-    run.extra[KEY] = state
-    return state
 
 
 def observe(run: Any, step: int, stats: dict[str, float], settings: Settings) -> None:
@@ -109,6 +118,7 @@ def observe(run: Any, step: int, stats: dict[str, float], settings: Settings) ->
             state.last = None
         every = max(1, state.settings.sample_every)
         if state.intervals == 1 or state.intervals % every == 0:
+            _measure_data(run, state)
             if "collapse" not in state.warned:
                 _collapse(run, state, step)
             if state.class_spreads and not state.warned & {"collapse", "class-collapse"}:
