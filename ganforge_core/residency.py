@@ -98,23 +98,33 @@ def make_batches(
         )
         streamed.start()  # the workers read the first batches while the run builds its optimizers
         return streamed
-    samples = resident_samples(dataset, device, residency.workers).contiguous(memory_format=layout)
+    samples = resident_samples(dataset, device, residency.workers, layout)
     return BatchSampler(
         samples, batch_size, seed, None if labels is None else labels.to(device), shard=shard, mirror=mirror
     )
 
 
-def resident_samples(dataset: Dataset, device: torch.device, workers: int = 0) -> torch.Tensor:
+def resident_samples(
+    dataset: Dataset, device: torch.device, workers: int = 0, layout: torch.memory_format = torch.contiguous_format
+) -> torch.Tensor:
     """All samples on ``device`` in their stored dtype; a source is read in chunks straight into them,
     by ``workers`` DataLoader processes (a folder's images decode in parallel), in order. A source
     whose reads only copy mapped bytes (``source.mapped``, as ``prepared``'s) is read in this process:
-    workers would add two copies and the IPC to the bytes read."""
-    if dataset.samples is not None:
-        return dataset.samples.to(device)
+    workers would add two copies and the IPC to the bytes read.
+
+    ``layout`` (channels-last for a run that trains so) is that of the one copy made: samples a
+    dataset holds on the CPU stay the dataset's own tensor for a CPU run (batches are gathered from
+    them, in the layout of their first conv either way), never a second copy of the dataset."""
+    held = dataset.samples
+    if held is not None:
+        if held.device == device:
+            return held
+        return held.to(device, memory_format=layout if held.dim() == 4 else torch.preserve_format)
     source = dataset.as_source()
     workers = 0 if getattr(source, "mapped", False) else workers
     dtype = torch.uint8 if dataset.storage_dtype == "uint8" else torch.float32
-    samples = torch.empty((len(dataset), *dataset.shape), dtype=dtype, device=device)
+    shape = (len(dataset), *dataset.shape)
+    samples = torch.empty(shape, dtype=dtype, device=device, memory_format=layout if len(shape) == 4 else torch.contiguous_format)
     chunks = [list(range(start, min(start + READ_CHUNK, len(dataset)))) for start in range(0, len(dataset), READ_CHUNK)]
     loader = torch.utils.data.DataLoader(
         BatchReads(source, len(dataset)),

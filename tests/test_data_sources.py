@@ -260,6 +260,18 @@ def test_a_run_streams_a_source_when_memory_is_short(tmp_path: Path, monkeypatch
     assert isinstance(Run(plan, plugins, tmp_path).engine.batches, BatchSampler)
 
 
+def test_a_cpu_run_keeps_held_samples_without_a_copy_and_reads_a_source_once_in_its_layout() -> None:
+    """Resident memory is 1x the uint8 size: a channels-last run must not copy the dataset a second time."""
+    from ganforge_core import residency
+
+    cpu, last = torch.device("cpu"), torch.channels_last
+    images = pixels(10, (3, 4, 4))
+    assert residency.resident_samples(Dataset(samples=images), cpu, layout=last) is images
+    source = PixelSource(n=10, shape=(3, 4, 4))
+    read = residency.resident_samples(Dataset(source=source), cpu, layout=last)
+    assert read.is_contiguous(memory_format=last) and not read.is_contiguous() and torch.equal(read, source.images)
+
+
 # -- bad data -------------------------------------------------------------------------
 
 
