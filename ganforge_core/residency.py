@@ -124,7 +124,8 @@ def resident_samples(
     workers = 0 if getattr(source, "mapped", False) else workers
     dtype = torch.uint8 if dataset.storage_dtype == "uint8" else torch.float32
     shape = (len(dataset), *dataset.shape)
-    samples = torch.empty(shape, dtype=dtype, device=device, memory_format=layout if len(shape) == 4 else torch.contiguous_format)
+    layout = layout if len(shape) == 4 else torch.contiguous_format
+    samples = torch.empty(shape, dtype=dtype, device=device, memory_format=layout)
     chunks = [list(range(start, min(start + READ_CHUNK, len(dataset)))) for start in range(0, len(dataset), READ_CHUNK)]
     loader = torch.utils.data.DataLoader(
         BatchReads(source, len(dataset)),
