@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -305,6 +306,12 @@ class Engine:
 
     def _watch(self, loss: Tensor, phase: int) -> None:
         if self.skip_nonfinite:
+            return
+        if self.device.type == "cpu":
+            # Reading a CPU tensor waits for nothing: one read instead of the seven tensor ops below,
+            # which keep a CUDA step free of host syncs (and capturable in a graph).
+            if not math.isfinite(loss.item()) and int(self._first_failure[0]) < 0:
+                self._first_failure.copy_(torch.stack([self._steps_run, torch.full_like(self._steps_run, phase)]))
             return
         first_seen = ~torch.isfinite(loss) & (self._first_failure[0] < 0)
         here = torch.stack([self._steps_run, torch.full_like(self._steps_run, phase)])
