@@ -317,11 +317,20 @@ def quickstart_commands() -> list[str]:
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
+def make_run_preset() -> list[str]:
+    """The preset flags `make run` passes (the Makefile's run recipe and RUN_PRESET)."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^run: .*\n\t(.*)$", makefile, re.MULTILINE)
+    preset = re.search(r"^RUN_PRESET \?= (\S+)$", makefile, re.MULTILINE)
+    assert recipe and preset and recipe[1] == "$(BIN)/ganforge run --preset $(RUN_PRESET) $(ARGS)", makefile
+    return ["--preset", preset[1]]
+
+
 def as_tiny(words: list[str]) -> list[str]:
     """The quickstart's command with tiny settings: small networks, 2D data, few steps."""
     if words[:2] == ["make", "run"]:
         (assignment,) = words[2:] or ["ARGS="]
-        words = [".venv/bin/ganforge", "run", *shlex.split(assignment.removeprefix("ARGS="))]
+        words = [".venv/bin/ganforge", "run", *make_run_preset(), *shlex.split(assignment.removeprefix("ARGS="))]
     assert words[0] == ".venv/bin/ganforge", words
     args = words[1:]
     if args[0] == "run" and "--resume" in args:
