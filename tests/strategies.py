@@ -170,7 +170,8 @@ def run_configs(
         if not fitting:
             break
         chosen.append(draw(one_of(fitting)))
-    regs = chosen[1:]
+    # resolve() moves a packing regularizer last (an augmentation must see single samples): draw them so.
+    regs = sorted(chosen[1:], key=lambda r: "packing" in r.traits)
     context = ResolveContext(
         loss.traits,
         data_traits,
