@@ -27,7 +27,7 @@ PROJECT = "ganforge"
 # with every change to a hook, a protocol or what the core passes to plugins; each change
 # is listed in docs/contract-changelog.md, and a hook that is replaced keeps working and
 # warns, naming its replacement (pluggy's warn_on_impl), for at least one version.
-CONTRACT_VERSION = 5
+CONTRACT_VERSION = 6
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 

@@ -155,6 +155,7 @@ class Run(Trained):
             skip_nonfinite=config.on_nan == "skip",
             owners=owners,
             growing=growing,
+            per_sample_critic="per-sample" in plan.discriminator.traits,
             scheduled_beta2=(config.betas or (0.0, 0.0))[1] if "beta2-schedule" in plan.scheduler.traits else None,
             **ddp,
         )

@@ -61,6 +61,14 @@ TRAITS: dict[str, Trait] = {
         "D has BatchNorm, which couples the samples of a batch",
         "`--batch-size 1` is refused (`config`); `ganforge_core.testing` checks the declaration against the module",
     ),
+    "per-sample": Trait(
+        "D scores each sample of a batch on its own and its forward pass changes no state (no BatchNorm, "
+        "minibatch standard deviation, dropout or spectral norm, whose power iteration runs at each call): "
+        "`D(cat(a, b))` is `cat(D(a), D(b))`",
+        "`ganforge_core.engine` scores D main's real and fake batches in one call of D (one pass instead of "
+        "two: fewer, larger operations); `ganforge_core.testing.check_component` checks the declaration "
+        "against the module (one call on two halves equals two calls, and leaves every buffer as it was)",
+    ),
     "growing": Trait(
         "the network's architecture follows the run's progress (progressive growing): it implements "
         "`grow(step, total_steps)` (`ganforge_core.Growing`)",

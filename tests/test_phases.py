@@ -289,3 +289,36 @@ def test_kinds_past_max_graphs_stay_eager(monkeypatch: pytest.MonkeyPatch) -> No
     late = [s for s in range(36, 48) if engine.step_kind(s) in eager_kinds]
     g_calls = run.regularizers[NAME].g_calls  # type: ignore[attr-defined]
     assert late and late == [s for s in g_calls if s >= 36]  # the eager kinds are the two with G reg
+
+
+# -- D main scores a per-sample D's real and fake batches in one call ---------------------
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_a_per_sample_d_scores_real_and_fake_in_one_call_with_the_update_of_two(conditional: bool) -> None:
+    fields: dict[str, Any] = {"conditional": True, "dataset": "mnist-5k"} if conditional else {}
+    joint, apart = build_run([], **fields), build_run([], **fields)  # the same seed: the same weights
+    assert joint.engine.per_sample_critic  # mlp's D declares the trait 'per-sample'
+    apart.engine.per_sample_critic = False
+    real, labels = joint.engine.batches.draw()
+    called: dict[str, list[int]] = {"joint": [], "apart": []}
+    for name, run in (("joint", joint), ("apart", apart)):
+        run.discriminator.register_forward_hook(lambda m, i, o, n=name: called[n].append(i[0].shape[0]))
+        torch.manual_seed(7)  # the same fakes
+        stats = run.engine.d_phase(real, 0, labels)
+        assert float(stats["loss/d"]) > 0
+    assert called == {"joint": [64], "apart": [32, 32]}
+    for mine, theirs in zip(joint.discriminator.parameters(), apart.discriminator.parameters(), strict=True):
+        assert mine.grad is not None and theirs.grad is not None
+        assert theirs.grad.abs().sum() > 0
+        torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)  # the Adam step both took
+
+
+def test_a_d_without_the_trait_is_called_once_per_batch() -> None:
+    run = build_run([], generator="dcgan:width=4", discriminator="dcgan:width=4", dataset="mnist-5k")
+    assert not run.engine.per_sample_critic  # BatchNorm couples dcgan's samples
+    sizes: list[int] = []
+    run.discriminator.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
+    run.engine.d_phase(run.engine.batches.draw().samples, 0)
+    assert sizes == [32, 32]

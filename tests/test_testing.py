@@ -7,6 +7,7 @@ components are registered in-process, as a plugin author's would be before packa
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,26 @@ class Penalty(Regularizer):
         return 5.0 * self.compute(ctx)
 
 
+class Critic(nn.Module):
+    """A small D on flattened samples: ``mode`` "alone" scores each on its own; "batch-mean" subtracts
+    the batch's mean logit (a minibatch statistic); "spectral" holds spectral norm (a buffer per call)."""
+
+    def __init__(self, features: int, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+        self.linear = nn.Linear(features, 1)
+        if mode == "spectral":
+            self.linear = nn.utils.spectral_norm(self.linear)
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits: Tensor = self.linear(x.flatten(1)).squeeze(1)
+        return logits - logits.mean() if self.mode == "batch-mean" else logits
+
+
+def critic(mode: str) -> Any:
+    return lambda o, ctx: Critic(math.prod(ctx.d_input_shape), mode)
+
+
 class Broken:
     @hookimpl
     def ganforge_register_losses(self, register: Any) -> None:
@@ -224,6 +245,11 @@ class Broken:
             summary="an input-gradient penalty that does not say on which batch",
             traits={"input-gradient-penalty"},
         )
+
+    @hookimpl
+    def ganforge_register_discriminators(self, register: Any) -> None:
+        for mode in ("alone", "batch-mean", "spectral"):
+            register(f"per-sample-{mode}", critic(mode), summary=f"declares per-sample ({mode})", traits={"per-sample"})
 
     @hookimpl
     def ganforge_register_datasets(self, register: Any) -> None:
@@ -433,3 +459,27 @@ def test_every_built_in_dataset_meets_the_contract(component: Any) -> None:
     options = {"root": str(shared_fake_root())} if "root" in component.options.model_fields else None
     options = FILE_OPTIONS.get(component.name, options)
     check_component("dataset", component.name, options=options)
+
+
+# -- the trait per-sample: D main scores real and fake in one call only if D may -------------
+
+
+def test_a_discriminator_that_scores_each_sample_alone_may_declare_per_sample(plugins: Plugins) -> None:
+    check_component("discriminator", "per-sample-alone", plugins=plugins)
+
+
+def test_a_discriminator_with_a_minibatch_statistic_must_not_declare_per_sample(plugins: Plugins) -> None:
+    with pytest.raises(AssertionError, match=exactly(
+        "discriminator 'per-sample-batch-mean' on dataset 'grid-25': per-sample: declares the trait 'per-sample' but scoring 6 "
+        "samples in one call differs from scoring its halves apart (by #): its samples are not scored on their "
+        "own (minibatch statistics, dropout?)"
+    )):
+        check_component("discriminator", "per-sample-batch-mean", plugins=plugins)
+
+
+def test_a_discriminator_with_spectral_norm_must_not_declare_per_sample(plugins: Plugins) -> None:
+    with pytest.raises(AssertionError, match=exactly(
+        "discriminator 'per-sample-spectral' on dataset 'grid-25': per-sample: declares the trait 'per-sample' but a "
+        "forward pass changed its state (linear.weight_v); BatchNorm and spectral norm change buffers at every call"
+    )):
+        check_component("discriminator", "per-sample-spectral", plugins=plugins)

@@ -46,6 +46,7 @@ from ganforge_core.testing.networks import (
     check_discriminator,
     check_generator,
     check_growing,
+    check_per_sample,
     check_truncation,
 )
 from ganforge_core.testing.objects import (
@@ -80,6 +81,7 @@ __all__ = [
     "check_g_phase_isolated",
     "check_generator",
     "check_growing",
+    "check_per_sample",
     "check_truncation",
     "check_isolation",
     "check_logger",

@@ -25,6 +25,7 @@ from ganforge_core.testing.networks import (
     check_discriminator,
     check_generator,
     check_growing,
+    check_per_sample,
     check_truncation,
 )
 from ganforge_core.testing.objects import (
@@ -193,6 +194,9 @@ def _check_on_dataset(component: Component, chosen: Options, dataset: Dataset) -
     elif kind == "discriminator":
         discriminator = component.build(chosen, ctx)
         check_declares_batchnorm(discriminator, kind, traits)
+        if "per-sample" in traits:
+            with _about("per-sample"):
+                check_per_sample(discriminator, dataset.take(range(min(6, len(dataset)))))
 
         def check_d() -> None:
             for n in (1, 5):
@@ -221,3 +225,7 @@ def _check_on_dataset(component: Component, chosen: Options, dataset: Dataset) -
             check_conditional_generator(network, dataset.shape, dataset.num_classes)
         else:
             check_conditional_discriminator(network, dataset.take(range(5)), dataset.num_classes)
+            if "per-sample" in traits:
+                with _about("per-sample"):
+                    labels = torch.arange(6) % dataset.num_classes
+                    check_per_sample(network, dataset.take(range(min(6, len(dataset)))), labels[: min(6, len(dataset))])

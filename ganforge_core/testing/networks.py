@@ -104,6 +104,37 @@ def check_declares_batchnorm(network: nn.Module, kind: str, traits: Iterable[str
     _check(not declared or batch_norms, f"{kind} declares '{trait}' but holds no BatchNorm layer")
 
 
+def check_per_sample(discriminator: nn.Module, batch: Tensor, labels: Tensor | None = None) -> None:
+    """A discriminator of the trait ``per-sample``: one training-mode call on ``batch`` (with ``labels``,
+    for a conditional one) gives the logits of two calls on its halves (to float rounding), and leaves
+    every parameter and buffer as it was."""
+    _check(len(batch) >= 2, "check_per_sample needs a batch of at least 2 samples")
+    discriminator.train()
+    before = {name: value.detach().clone() for name, value in discriminator.state_dict().items()}
+    half = len(batch) // 2
+
+    def score(rows: slice) -> Tensor:
+        logits: Tensor = discriminator(batch[rows]) if labels is None else discriminator(batch[rows], labels=labels[rows])
+        return logits
+
+    with torch.no_grad():
+        whole = score(slice(None))
+        changed = [name for name, value in discriminator.state_dict().items() if not torch.equal(value, before[name])]
+        _check(
+            not changed,
+            lambda: f"declares the trait 'per-sample' but a forward pass changed its state ({changed[0]}); "
+            "BatchNorm and spectral norm change buffers at every call",
+        )
+        halves = torch.cat([score(slice(None, half)), score(slice(half, None))])
+    gap = float((whole - halves).abs().max())
+    _check(
+        torch.allclose(whole, halves, rtol=1e-4, atol=1e-5),
+        lambda: f"declares the trait 'per-sample' but scoring {len(batch)} samples in one call differs from "
+        f"scoring its halves apart (by {gap:.3g}): its samples are not scored on their own (minibatch "
+        "statistics, dropout?)",
+    )
+
+
 def check_growing(
     network: nn.Module, total_steps: int, check: Callable[[], None], forward: Callable[[], Tensor] | None = None
 ) -> None:

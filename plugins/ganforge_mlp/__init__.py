@@ -87,6 +87,6 @@ def ganforge_register_discriminators(register: Register) -> None:
         options=DiscriminatorOptions,
         summary="fully connected discriminator with maxout (or leaky ReLU) units; no normalisation; "
         "conditional: projection discriminator",
-        traits={"label-conditioning"},
+        traits={"label-conditioning", "per-sample"},
         paper=PAPER,
     )

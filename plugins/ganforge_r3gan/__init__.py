@@ -75,7 +75,7 @@ def ganforge_register_discriminators(register: Register) -> None:
         summary="R3GAN's ResNet discriminator (no normalisation: suits r1 and r2); any square size; "
         "conditional: projection onto a class embedding",
         requires={"image"},
-        traits={"label-conditioning"},
+        traits={"label-conditioning", "per-sample"},
         paper=PAPER,
     )
 
