@@ -569,6 +569,26 @@ def prime_cuda(device: torch.device) -> None:
 Impl = Classic | Tuned | TunedGraph | Ganforge
 
 
+def interleaved_steps(
+    impls: dict[str, Impl], names: list[str], steps: int, repeat: int, losses: dict[str, dict[str, float]]
+) -> dict[str, float]:
+    """One repeat interleaved by steps (CPU): ``steps`` rounds of one timed step of each
+    implementation, in an order rotated each round, so that a slow second of the machine
+    falls on all of them alike; each implementation's ``finish`` is timed with its last step.
+    Returns each one's seconds."""
+    elapsed = dict.fromkeys(names, 0.0)
+    for round_ in range(steps):
+        shift = (repeat * steps + round_) % len(names)
+        for name in names[shift:] + names[:shift]:
+            impl = impls[name]
+            start = time.perf_counter()
+            impl.step()
+            if round_ == steps - 1:
+                losses[name] = impl.finish()
+            elapsed[name] += time.perf_counter() - start
+    return elapsed
+
+
 def run_case(
     case: Case, args: argparse.Namespace, device: torch.device, plugins: Plugins
 ) -> dict[str, Any]:
@@ -642,16 +662,21 @@ def run_case(
         losses: dict[str, dict[str, float]] = {}
         images_per_step = case.batch_size * setup.d_steps
         for repeat in range(args.repeats):
-            for name in impl_names:  # interleaved: classic, tuned, ..., ganforge, classic, ...
+            if args.interleave == "step":
+                elapsed_of = interleaved_steps(impls, impl_names, args.steps, repeat, losses)
+            for name in impl_names:  # interleaved by blocks: classic, tuned, ..., ganforge, classic, ...
                 impl = impls[name]
-                with cudnn_benchmark(impl.cudnn_benchmark):
-                    sync(device)
-                    start = time.perf_counter()
-                    for _ in range(args.steps):
-                        impl.step()
-                    losses[name] = impl.finish()
-                    sync(device)
-                    elapsed = time.perf_counter() - start
+                if args.interleave == "step":
+                    elapsed = elapsed_of[name]
+                else:
+                    with cudnn_benchmark(impl.cudnn_benchmark):
+                        sync(device)
+                        start = time.perf_counter()
+                        for _ in range(args.steps):
+                            impl.step()
+                        losses[name] = impl.finish()
+                        sync(device)
+                        elapsed = time.perf_counter() - start
                 rates[name].append(args.steps * images_per_step / elapsed)
                 log(f"  {case.name} repeat {repeat + 1}/{args.repeats} {name}: {rates[name][-1]:,.0f} img/s")
 
@@ -688,6 +713,14 @@ def run_case(
             "results": results,
             "ratios": {
                 f"ganforge/{name}": ganforge / results[name]["img_per_s"] for name in impl_names if name != "ganforge"
+            },
+            # The median over repeats of each repeat's own ratio (its blocks, or its steps, side by side).
+            "paired_ratios": {
+                f"ganforge/{name}": statistics.median(
+                    mine / theirs for mine, theirs in zip(rates["ganforge"], rates[name], strict=True)
+                )
+                for name in impl_names
+                if name != "ganforge"
             },
         }
         del impls, impl, run, setup
@@ -784,6 +817,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=positive, default=None, help="timed G steps per repeat (CUDA 200, CPU 10, quick 3)")
     parser.add_argument("--warmup", type=non_negative, default=None, help="untimed G steps first (10; quick 2)")
     parser.add_argument("--repeats", type=positive, default=None, help="timed blocks per implementation; the median is reported (3; quick 1)")
+    parser.add_argument(
+        "--interleave",
+        choices=["auto", "block", "step"],
+        default="auto",
+        help="time each implementation's repeat as one block of --steps steps, the blocks side by side (block), "
+        "or one step of each in turn, in a rotating order (step: finer pairing, for the CPU, where a step "
+        "waits for nothing); auto: step on the CPU, block on CUDA",
+    )
     parser.add_argument("--images", type=positive, default=4096, help="images in the synthetic 64x64 dataset (4096)")
     parser.add_argument("--threads", type=positive, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="tiny CPU-friendly settings for CI")
@@ -799,6 +840,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.repeats = 1 if args.quick else 3
     if args.cases is None:
         args.cases = ",".join(QUICK_CASES) if args.quick else "all"
+    if args.interleave == "auto":
+        args.interleave = "block" if cuda else "step"
+    elif args.interleave == "step" and cuda:
+        parser.error("--interleave step is for the CPU: on CUDA a timed step would wait for the GPU every step")
     return args
 
 
@@ -815,7 +860,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"warning: {problem}")
     log(
         f"device {device} ({device_name(device)}), torch {torch.__version__}; "
-        f"{args.steps} steps x {args.repeats} repeats after {args.warmup} warm-up steps"
+        f"{args.steps} steps x {args.repeats} repeats after {args.warmup} warm-up steps, interleaved by {args.interleave}"
     )
     graph_warmup = getattr(ganforge_engine, "GRAPH_WARMUP", None)
     if device.type == "cuda" and isinstance(graph_warmup, int) and args.warmup <= graph_warmup:
@@ -837,9 +882,15 @@ def main(argv: list[str] | None = None) -> int:
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    title = f"{device_name(device)}, torch {torch.__version__}: median of {args.repeats} x {args.steps} steps"
+    title = (
+        f"{device_name(device)}, torch {torch.__version__}: median of {args.repeats} x {args.steps} steps, "
+        f"interleaved by {args.interleave}"
+    )
     if records:
         print_table(records, title)
+        for record in records:
+            paired = ", ".join(f"{key} {value:.3f}x" for key, value in record["paired_ratios"].items())
+            print(f"{record['case']}: median of the repeats' own ratios: {paired}")
         if device.type == "cuda":
             held = ", ".join(f"{r['case']} {r['dataset_mib']:,.0f}" for r in records)
             print(
@@ -863,6 +914,7 @@ def main(argv: list[str] | None = None) -> int:
                 "steps": args.steps,
                 "warmup": args.warmup,
                 "repeats": args.repeats,
+                "interleave": args.interleave,
                 "images": args.images,
                 "threads": torch.get_num_threads(),
                 "quick": args.quick,
