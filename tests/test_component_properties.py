@@ -493,7 +493,9 @@ def test_packing_keeps_the_phases_isolated_and_d_sees_n_over_m_inputs(m, packs, 
     g_before, opt_g = parameters(run.generator), copy.deepcopy(engine.opt_g.state_dict())
     d_before = parameters(run.discriminator)
     engine.d_phase(real, step=0)
-    assert [tuple(t.shape) for t in logits] == [(packs,), (packs,)]
+    # n/m packs of the real batch and n/m of the fake one: in one call when D is per-sample (mlp is)
+    calls = [(2 * packs,)] if engine.per_sample_critic else [(packs,), (packs,)]
+    assert [tuple(t.shape) for t in logits] == calls
     assert unchanged(g_before, run.generator) and all(p.grad is None for p in run.generator.parameters())
     assert engine.opt_g.state_dict() == opt_g
     assert not unchanged(d_before, run.discriminator)
