@@ -322,3 +322,22 @@ def test_a_d_without_the_trait_is_called_once_per_batch() -> None:
     run.discriminator.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
     run.engine.d_phase(run.engine.batches.draw().samples, 0)
     assert sizes == [32, 32]
+
+
+@pytest.mark.parametrize("norm", ["layer", "none"])
+def test_dcgans_d_without_batchnorm_is_per_sample_and_meets_the_check(norm: str) -> None:
+    from ganforge_core.testing import check_component
+
+    check_component("discriminator", "dcgan", options={"norm": norm, "width": 4})
+    run = build_run(["r1:every=4"], generator="dcgan:width=4", discriminator=f"dcgan:width=4,norm={norm}",
+                    dataset="mnist-5k")
+    assert run.engine.per_sample_critic
+    sizes: list[int] = []
+    run.discriminator.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]))
+    run.engine.d_phase(run.engine.batches.draw().samples, 0)
+    assert sizes == [64]
+
+
+def test_r1_makes_dcgans_auto_norm_layer_norm_and_so_per_sample() -> None:
+    run = build_run(["r1"], generator="dcgan:width=4", discriminator="dcgan:width=4", dataset="mnist-5k")
+    assert run.plan.discriminator.options.norm == "layer" and run.engine.per_sample_critic

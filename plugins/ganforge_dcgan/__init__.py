@@ -48,7 +48,9 @@ def build_discriminator(options: DiscriminatorOptions, ctx: BuildContext) -> DCG
 
 
 def _discriminator_traits(options: DiscriminatorOptions) -> set[str]:
-    return {"label-conditioning"} | ({"batchnorm-in-d"} if options.norm == "batch" else set())
+    # GroupNorm(1, C) (norm 'layer') and no norm score each sample on its own: the engine then
+    # scores D main's real and fake batches in one call
+    return {"label-conditioning"} | ({"batchnorm-in-d"} if options.norm == "batch" else {"per-sample"})
 
 
 @hookimpl
