@@ -10,7 +10,8 @@ smooth random pictures with noise, written by a pool of processes), then measure
   the process start to its first logged step, in seconds (the fastest of ``--repeats`` runs:
   on a shared machine the others' load only ever adds to it);
 * ``peak RSS``: the run process's peak resident memory (``os.wait4``'s ``ru_maxrss``),
-  and the images' uint8 size beside it.
+  and the images' uint8 size beside it (a resident ``prepared`` run fills its samples in the
+  background: a 3-step run may end before the fill, below its steady 1x the uint8 size).
 
 Runs are dcgan at width 8, batch 64, 3 steps, on the CPU, no metrics, so the data
 dominates. With ``--loader``, for each size, on the first count's prepared directory,

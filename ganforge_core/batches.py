@@ -12,6 +12,11 @@ processes. The engine draws from either through :class:`Batches`.
 ``i - N`` flipped left-right (stylegan2-ada's ``--mirror``, which doubles the dataset):
 each epoch shows every image once as it is and once mirrored, so about half of
 each batch is flipped, on the device.
+
+A memory-mapped source made resident is filled in the background
+(:class:`~ganforge_core.residency.BackgroundFill`): until it is full, each draw reads the
+rows of chunks not yet filled from the source itself and writes them into the gathered
+batch, so the batches are those of a sampler whose samples were read whole first.
 """
 
 from __future__ import annotations
@@ -124,11 +129,30 @@ def mirrored(samples: Tensor, index: Tensor, count: int) -> Tensor:
     return torch.where(flip, samples.flip(-1), samples)
 
 
+class Filling(Protocol):
+    """``samples`` being filled by another thread (see :class:`~ganforge_core.residency.BackgroundFill`)."""
+
+    def ready(self) -> Tensor | None:
+        """The chunks filled so far (a CPU bool per chunk), taken before the batch is gathered;
+        None once every chunk is; raises the filler's error (DataError: its one line)."""
+        ...
+
+    def patch(self, gathered: Tensor, rows: Tensor, ready: Tensor) -> None:
+        """Write the samples at ``rows`` whose chunk is not in ``ready`` into ``gathered`` (read from the source)."""
+        ...
+
+    def close(self) -> None:
+        """Stop the filler and wait for it."""
+        ...
+
+
 class BatchSampler:
     """The dataset on the training device, in its stored dtype; batches in :class:`Order`'s order.
 
     ``samples`` is uint8 (pixels) or float32 (the model's scale); a drawn batch is float32
-    in the model's scale, converted on the samples' device.
+    in the model's scale, converted on the samples' device. ``filling``: ``samples`` are still
+    being written by it; rows it has not written yet are read from its source at each draw
+    (after the fill, a draw checks one attribute and takes the plain path).
     """
 
     def __init__(
@@ -139,6 +163,7 @@ class BatchSampler:
         labels: Tensor | None = None,
         shard: tuple[int, int] = (0, 1),
         mirror: bool = False,
+        filling: Filling | None = None,
     ) -> None:
         self.count = int(samples.shape[0])
         self._order = Order(self.count * (2 if mirror else 1), batch_size, seed, shard)
@@ -150,6 +175,7 @@ class BatchSampler:
         self._device_order: Tensor | None = None  # the order's permutation on the device
         self._synced: Tensor | None = None  # the permutation _device_order is a copy of
         self._staging: Tensor | None = None  # uint8 rows gathered for an ``out=`` draw
+        self._filling = filling
 
     @property
     def epoch(self) -> int:
@@ -173,22 +199,33 @@ class BatchSampler:
 
         With ``out``, the batch is written into those tensors instead of new ones.
         """
+        ready = None
+        if self._filling is not None:
+            ready = self._filling.ready()  # before the gather: rows of a chunk filled after it are read again
+            if ready is None:
+                self._filling = None  # filled: the plain path from now on
         index = self._index()
         rows = index.remainder(self.count) if self.mirror else index
         stored, labels_out = self.samples, None if out is None else out.labels
         if out is not None and stored.dtype == torch.float32 and not self.mirror:
             torch.index_select(stored, 0, rows, out=out.samples)
+            if ready is not None:
+                self._patch(out.samples, rows, ready)
             samples = out.samples
         elif out is not None:
             if self._staging is None or self._staging.shape[0] != rows.numel():
                 shape = (rows.numel(), *stored.shape[1:])
                 self._staging = stored.new_empty(shape).contiguous(memory_format=_format_of(stored))
             gathered = torch.index_select(stored, 0, rows, out=self._staging)
+            if ready is not None:
+                self._patch(gathered, rows, ready)
             if self.mirror:
                 gathered = mirrored(gathered, index, self.count)
             samples = to_model_scale(gathered, out=out.samples)
         else:
             gathered = stored.index_select(0, rows)
+            if ready is not None:
+                self._patch(gathered, rows, ready)
             if self.mirror:
                 gathered = mirrored(gathered, index, self.count)
             samples = to_model_scale(gathered) if gathered.dtype == torch.uint8 else gathered
@@ -205,8 +242,15 @@ class BatchSampler:
         self._order.load_state_dict(state)
         self._device_order = self._synced = None
 
+    def _patch(self, gathered: Tensor, rows: Tensor, ready: Tensor) -> None:
+        assert self._filling is not None
+        self._filling.patch(gathered, rows, ready)
+
     def close(self) -> None:
-        """Nothing to stop: the samples are on the device, read by no worker."""
+        """Stop the background fill, if one is still running (the samples are read by no worker)."""
+        filling = self._filling
+        if filling is not None:
+            filling.close()
 
 
 def _format_of(tensor: Tensor) -> torch.memory_format:

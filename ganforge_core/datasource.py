@@ -30,7 +30,9 @@ class SampleSource(Protocol):
     in each process. It raises :class:`~ganforge_core.errors.DataError` naming
     the file for an unreadable sample. A source whose reads only copy bytes already
     laid out as pixels (memory-mapped shards, no decoding) may set ``mapped = True``:
-    it is then made resident by this process alone, without worker processes.
+    it is then made resident by this process alone, without worker processes, filled by a
+    thread while training starts (a draw reads the rows not filled yet with ``read``), so its
+    ``read`` must be safe to call from two threads at once.
     """
 
     shape: tuple[int, ...]

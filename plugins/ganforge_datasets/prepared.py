@@ -119,7 +119,7 @@ class PreparedSource:
     shape: tuple[int, ...]
     labels: torch.Tensor | None
     dtype: StorageDtype = field(default="uint8", init=False)
-    mapped: bool = field(default=True, init=False)  # reads copy mapped bytes: resident_samples reads in-process
+    mapped: bool = field(default=True, init=False)  # reads copy mapped bytes: made resident in-process, in the background
     _maps: list[np.memmap] | None = field(default=None, init=False, repr=False)
 
     def __len__(self) -> int:
@@ -148,8 +148,20 @@ class PreparedSource:
         for shard, array in enumerate(self._shards()):
             rows = np.nonzero(shard_of == shard)[0]
             if rows.size:
+                self._check_size(shard, array)
                 out[rows] = array[wanted[rows] - starts[shard]]
         return torch.from_numpy(out)
+
+    def _check_size(self, shard: int, array: np.memmap) -> None:
+        """DataError for a shard truncated since it was mapped: touching its lost pages would be a
+        SIGBUS (the process killed), not an exception."""
+        path = self.root / self.files[shard]
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = -1
+        if size < array.offset + array.nbytes:
+            raise DataError(f"dataset 'prepared': {path} is truncated")
 
     def _read_range(self, begin: int, end: int, starts: np.ndarray) -> torch.Tensor:
         """Images ``begin:end`` (consecutive), read from the files straight into the result: one copy,
