@@ -16,6 +16,7 @@ background)``.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Literal
@@ -241,6 +242,8 @@ def _yield_to_training() -> None:
     """Run the calling thread (the filler) at the lowest priority, nice 19 (Linux: a thread's own):
     where it shares a core with training, training gets nearly all of it and the draws read the
     rows not filled yet; on an idle core it fills at full speed."""
+    if not sys.platform.startswith("linux"):  # elsewhere the id names a process, not this thread
+        return
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     except (AttributeError, OSError):
