@@ -196,7 +196,9 @@ class RunConfig(BaseModel):
         default=True, description="On CUDA, capture the whole step in a CUDA graph when every component allows it."
     )
     channels_last: Annotated[bool, Flag("--channels-last")] = Field(
-        default=True, description="On CUDA and the CPU, keep image batches and conv weights channels-last."
+        default=True, description="On CUDA and the CPU, keep image batches and conv weights channels-last (on the CPU not "
+        "where D pays an input-gradient penalty every D step or a network has grouped convolutions: "
+        "measured slower there)."
     )
     fused_adam: Annotated[bool, Flag("--fused-adam")] = Field(
         default=True, description="On CUDA and the CPU, use the fused Adam implementation."

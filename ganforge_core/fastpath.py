@@ -7,10 +7,13 @@ or to compare against.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
+from ganforge_core.components import Regularizer
 from ganforge_core.config import Plan
 from ganforge_core.errors import ConfigError
 
@@ -25,6 +28,7 @@ class FastPath:
     cuda_graph: bool
     cudnn_benchmark: bool = False
     graph_blocker: str = ""
+    layout_note: str = ""  # why a CPU run keeps the default layout though --channels-last is on
 
     def describe(self) -> str:
         on = [
@@ -39,6 +43,7 @@ class FastPath:
             if enabled
         ]
         text = "fast path: " + (", ".join(on) if on else "off (eager fp32)")
+        text += f"; no channels-last: {self.layout_note}" if self.layout_note else ""
         return text + (f"; no CUDA graph: {self.graph_blocker}" if self.graph_blocker else "")
 
 
@@ -66,6 +71,25 @@ def choose_fast_path(plan: Plan, device: torch.device, data_dims: int) -> FastPa
         cudnn_benchmark=cuda and config.cudnn_benchmark,
         graph_blocker=blocker,
     )
+
+
+def cpu_layout_blocker(plan: Plan, regularizers: Mapping[str, Regularizer], networks: Iterable[nn.Module]) -> str:
+    """Why channels-last would make this CPU run slower, or "" (docs/performance.md, measured on one
+    thread): oneDNN ran the double backward of an input-gradient penalty 5-28% slower in NHWC for
+    dcgan, stylegan2 and r3gan's D, and r3gan's grouped convolutions slower even without one, so a
+    run whose D pays that penalty every D step, or whose networks hold grouped convolutions, keeps
+    the default layout; a lazy penalty (every k > 1) leaves channels-last on."""
+    traits = {chosen.component.name: chosen.traits for chosen in plan.regularizers}
+    if "input-gradient-penalty" in plan.loss.traits:
+        return f"loss '{plan.loss.component.name}' differentiates D's input every D step"
+    for name, reg in regularizers.items():
+        if "input-gradient-penalty" in traits.get(name, ()) and getattr(reg, "d_penalty_every", 1) == 1:
+            return f"regularizer '{name}' differentiates D's input every D step"
+    for network in networks:
+        for module in network.modules():
+            if isinstance(module, nn.Conv2d | nn.ConvTranspose2d) and module.groups > 1:
+                return f"{type(network).__name__} holds grouped convolutions"
+    return ""
 
 
 def pick_device(name: str) -> torch.device:

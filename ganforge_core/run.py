@@ -25,7 +25,7 @@ from ganforge_core import distributed, residency, traincheck
 from ganforge_core.components import BuildContext, Dataset, Regularizer
 from ganforge_core.config import Chosen, Plan, resolve, with_epochs_as_steps
 from ganforge_core.engine import Engine, lazy_ratio, penalty_intervals
-from ganforge_core.fastpath import choose_fast_path, pick_device
+from ganforge_core.fastpath import choose_fast_path, cpu_layout_blocker, pick_device
 from ganforge_core.plugins import Plugins
 from ganforge_core.pictures import is_image
 from ganforge_core.reporting import render_samples
@@ -91,6 +91,10 @@ class Run(Trained):
             self.fast = dataclasses.replace(
                 self.fast, cuda_graph=False, graph_blocker="distributed training (DDP's all-reduces stay eager)"
             )
+        if self.device.type == "cpu" and self.fast.channels_last:
+            note = cpu_layout_blocker(plan, self.regularizers, (generator, discriminator))
+            if note:
+                self.fast = dataclasses.replace(self.fast, channels_last=False, layout_note=note)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = self.fast.cudnn_benchmark
         layout = torch.channels_last if self.fast.channels_last else torch.contiguous_format

@@ -341,3 +341,25 @@ def test_dcgans_d_without_batchnorm_is_per_sample_and_meets_the_check(norm: str)
 def test_r1_makes_dcgans_auto_norm_layer_norm_and_so_per_sample() -> None:
     run = build_run(["r1"], generator="dcgan:width=4", discriminator="dcgan:width=4", dataset="mnist-5k")
     assert run.plan.discriminator.options.norm == "layer" and run.engine.per_sample_critic
+
+
+@pytest.mark.parametrize(
+    ("fields", "note"),
+    [
+        ({"regularizers": ["r1:every=4"]}, ""),  # a lazy penalty keeps channels-last (the quick preset)
+        ({"regularizers": ["r1"]}, "regularizer 'r1' differentiates D's input every D step"),
+        ({"loss": "wgan-gp"}, "loss 'wgan-gp' differentiates D's input every D step"),
+        ({"generator": "r3gan", "discriminator": "r3gan", "loss": "rpgan"}, "R3GANGenerator holds grouped convolutions"),
+    ],
+)
+def test_a_cpu_run_keeps_the_default_layout_where_channels_last_measured_slower(fields: dict[str, Any], note: str) -> None:
+    networks = {"generator": "dcgan:width=4", "discriminator": "dcgan:width=4"}
+    run = build_run(fields.pop("regularizers", []), **{**networks, "dataset": "mnist-5k:size=16", **fields})
+    assert run.fast.layout_note == note
+    assert run.fast.channels_last is (note == "")
+    assert ("channels-last" in run.fast.describe().split(";")[0]) is (note == "")
+    weight = next(
+        m.weight for m in run.discriminator.modules()
+        if isinstance(m, nn.Conv2d) and m.weight.shape[1] > 1 and m.weight.shape[2] * m.weight.shape[3] > 1
+    )  # where the two layouts differ
+    assert weight.is_contiguous(memory_format=torch.channels_last) is (note == "")

@@ -204,3 +204,18 @@ def test_the_ema_ramp_sets_the_weight_of_each_update() -> None:
         assert float(ema.sampling_generator().weight) == pytest.approx(decay * before + (1 - decay) * value)
     assert ema.options.decay_at(0) == 0.0 and ema.options.decay_at(4) == 0.99
     assert "graph-safe" not in REGISTRY.get("regularizer", "ema").traits(ema.options)
+
+
+@pytest.mark.parametrize("up", [True, False])
+def test_resampling_filters_each_channel_alone_and_keeps_the_layout(up: bool) -> None:
+    import torch.nn.functional as F
+
+    from ganforge_r3gan.networks import Resample, _binomial_kernel
+
+    x = torch.randn(3, 5, 8, 8).contiguous(memory_format=torch.channels_last)
+    out = Resample(up)(x)
+    flat, kernel = x.reshape(15, 1, 8, 8), _binomial_kernel()[None, None]  # channels folded into the batch
+    want = F.conv_transpose2d(flat, 4 * kernel, stride=2, padding=1) if up else F.conv2d(flat, kernel, stride=2, padding=1)
+    torch.testing.assert_close(out, want.reshape(3, 5, *want.shape[-2:]))
+    assert out.shape[-1] == (16 if up else 4)
+    assert out.is_contiguous(memory_format=torch.channels_last)  # no copy out of the layout and back

@@ -92,14 +92,13 @@ class Resample(nn.Module):
         self.register_buffer("kernel", _binomial_kernel()[None, None], persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        n, c, h, w = x.shape
-        flat = x.reshape(n * c, 1, h, w)
-        kernel = cast(Tensor, self.kernel).to(x.dtype)  # a buffer (nn.Module types it loosely)
+        # One filter per channel (groups=c): a depthwise convolution keeps x's memory layout, where
+        # folding the channels into the batch would copy a channels-last map out of it and back.
+        c = x.shape[1]
+        kernel = cast(Tensor, self.kernel).to(x.dtype).expand(c, 1, 4, 4)  # a buffer (nn.Module types it loosely)
         if self.up:  # zero-stuffing then the filter; x4 keeps the mean
-            out = F.conv_transpose2d(flat, 4 * kernel, stride=2, padding=1)
-        else:
-            out = F.conv2d(flat, kernel, stride=2, padding=1)
-        return out.reshape(n, c, out.shape[-2], out.shape[-1])
+            return F.conv_transpose2d(x, 4 * kernel, stride=2, padding=1, groups=c)
+        return F.conv2d(x, kernel, stride=2, padding=1, groups=c)
 
 
 def _blocks(options: _NetworkOptions, total: int) -> list[nn.Module]:
