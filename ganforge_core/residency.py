@@ -6,7 +6,7 @@ memory on CUDA), and streams it through DataLoader workers otherwise; a dataset
 held as one tensor is resident on the CPU anyway (it is in memory already). The
 choice is the run's first line: ``data: resident (0.98 GB uint8)``.
 
-A memory-mapped source (``source.mapped``, as ``prepared``'s) made resident is filled
+A memory-mapped source (``source.mapped``, as ``prepared``'s) made resident on the CPU is filled
 in the background (:class:`BackgroundFill`): training starts at once, and until the
 fill is done a batch's rows of chunks not yet filled are read from the source (a
 gather from the map) at each draw: ``data: resident (1.97 GB uint8, filled in the
@@ -84,7 +84,11 @@ def choose(
         resident = held or dataset.nbytes <= budget
     else:
         resident = mode == "resident"
-    background = resident and dataset.samples is None and bool(getattr(dataset.source, "mapped", False))
+    # On the CPU only: on CUDA a second thread's copies could run into a CUDA graph's capture, which
+    # forbids other threads' work on the device while it records; there the source is read first.
+    background = (
+        resident and device.type == "cpu" and dataset.samples is None and bool(getattr(dataset.source, "mapped", False))
+    )
     return Residency(resident, count, dataset.nbytes, dataset.storage_dtype, background)
 
 

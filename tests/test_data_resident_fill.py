@@ -253,3 +253,5 @@ def test_a_mapped_dataset_chosen_resident_says_it_fills_in_the_background(
     assert chosen.background and chosen.describe() == "data: resident (0.0 MB uint8, filled in the background)"
     assert not residency.choose(as_dataset(source, 2, {}), cpu, "streamed").background
     assert residency.choose(as_dataset(source, 2, {}), cpu, "auto", free=10**9).background
+    # on CUDA it is read whole first: a filler's copies could run into a CUDA graph's capture
+    assert not residency.choose(as_dataset(source, 2, {}), torch.device("cuda"), "resident").background
