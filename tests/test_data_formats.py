@@ -403,3 +403,16 @@ def test_a_run_trains_on_prepared_data_and_on_a_zip(tmp_path: Path) -> None:
                         "--steps", 2, "--batch-size", 4, "--device", "cpu", "--metric", "none", "--out", out)  # fmt: skip
         assert result.exit_code == 0, result.output
         assert [json.loads(line).get("step") for line in (out / "metrics.jsonl").read_text().splitlines()][-1] == 2
+
+
+def test_a_greyscale_folder_trains_from_the_command_line(tmp_path: Path) -> None:
+    # `folder:channels=1` arrives as the text '1', which the option's Literal[1, 3] once refused
+    write_folder(tmp_path / "images", {"a": 4, "b": 4}, height=16, width=16)
+    result = CliRunner().invoke(app, [
+        "run", "--data", f"folder:root={tmp_path / 'images'},size=16,channels=1", "--gen", "dcgan:width=4",
+        "--disc", "dcgan:width=4", "--batch-size", "4", "--steps", "2", "--metric", "none", "--device", "cpu",
+        "--out", str(tmp_path / "run"),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["dataset"]["options"]["channels"] == 1

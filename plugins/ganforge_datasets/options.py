@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ganforge_core import Options
 
@@ -36,6 +36,12 @@ class FolderOptions(Options):
     skip_bad: bool = Field(
         False, description="skip (and count) images whose header cannot be read, instead of stopping"
     )
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channels_from_text(cls, value: object) -> object:
+        # `--data folder:channels=1` hands over the text '1', which a Literal of ints never matches
+        return int(value) if isinstance(value, str) and value.strip() in ("1", "3") else value
 
 
 class ZipOptions(Options):
