@@ -381,10 +381,15 @@ class Engine:
     def _scores(self, ctx: DContext, labels: Tensor | None) -> tuple[Tensor, Tensor]:
         """D main's logits of the real and the fake batch: one call of D on both, split, when D has
         the trait ``per-sample`` (fewer, larger operations: faster on a CPU, fewer kernels on a GPU)."""
+        n = ctx.real.shape[0]
         if self.per_sample_critic and ctx.real.shape == ctx.fake.shape:
             both = self._critic(None if labels is None else torch.cat([labels, labels]), self.train_discriminator)
-            logits = self._logits(both, torch.cat([ctx.real, ctx.fake]))
-            return logits[: ctx.real.shape[0]], logits[ctx.real.shape[0] :]
+            logits = both(torch.cat([ctx.real, ctx.fake]))
+            if isinstance(logits, Tensor) and tuple(logits.shape) == (2 * n,):
+                traincheck.logits(logits, 2 * n, self.owners("discriminator"))
+                logits = logits.float()
+                return logits[:n], logits[n:]
+            # not one logit per input: the calls below name the mistake for the batch the user chose
         return self._logits(ctx.discriminator, ctx.real), self._logits(ctx.discriminator, ctx.fake)
 
     def _observed_by_regularizers(self, real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
