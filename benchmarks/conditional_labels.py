@@ -38,13 +38,14 @@ def measure(source: str, per_class: int) -> dict[str, float]:
     labels = torch.arange(classes).repeat_interleave(per_class)
     samples = trained.generate(len(labels), labels=labels)
     predicted, features = digit_outputs(samples)
-    real_predicted, real_features = digit_outputs(dataset.samples)
+    reals = dataset.take(torch.arange(len(dataset)))  # float32 in the model's scale, as G draws
+    _, real_features = digit_outputs(reals)
     ratios, pixel_ratios = [], []
     for c in range(classes):
         mine, real = labels == c, dataset.labels == c
         ratios.append(spread(features[mine]) / spread(real_features[real]))
         few = samples[mine][:8].flatten(1).std(dim=0).mean()
-        pixel_ratios.append(float(few / dataset.samples[real][:256].flatten(1).std(dim=0).mean()))
+        pixel_ratios.append(float(few / reals[real][:256].flatten(1).std(dim=0).mean()))
     return {
         "label-accuracy": float((predicted[:, 0] == labels).double().mean()),
         "spread-mean": sum(ratios) / classes,

@@ -31,6 +31,7 @@ from ganforge_core.components import (
     Schedule,
     ScheduleOptions,
     Targets,
+    anneal_shape,
     graph_safe_unless_annealed,
     run_progress,
 )
@@ -127,6 +128,7 @@ __all__ = [
     "Trained",
     "TrainingDiverged",
     "__version__",
+    "anneal_shape",
     "get_registry",
     "graph_safe_unless_annealed",
     "run_progress",

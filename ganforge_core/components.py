@@ -96,9 +96,14 @@ class Annealing(Options):
     def strength(self, progress: float) -> float:
         if self.anneal == "none":
             return 1.0
-        done = min(max(progress, 0.0), 1.0)
-        shape = done if self.anneal == "linear" else (1 - math.cos(math.pi * done)) / 2
-        return 1.0 + (self.anneal_to - 1.0) * shape
+        return 1.0 + (self.anneal_to - 1.0) * anneal_shape(self.anneal, progress)
+
+
+def anneal_shape(curve: Literal["linear", "cosine"], progress: float) -> float:
+    """How far an annealed value has gone from its start to its end at run progress ``progress``: 0 at the
+    start, 1 at the end, along a straight line or half a cosine period (R3GAN's ``cosine_decay``)."""
+    done = min(max(progress, 0.0), 1.0)
+    return done if curve == "linear" else (1 - math.cos(math.pi * done)) / 2
 
 
 def graph_safe_unless_annealed(options: Annealing) -> set[str]:

@@ -22,7 +22,7 @@ import torch
 from typer.testing import CliRunner
 
 from ganforge_ada.adaptive import ADA
-from ganforge_ada.augment import augment
+from ganforge_ada.augment import augment, cutout
 from ganforge_ada.options import OPS, ADAOptions
 from ganforge_core import ConfigError, Regularizer, RunConfig, resolve
 from ganforge_core import checkpoint as ckpt
@@ -86,6 +86,25 @@ def test_fixed_p_does_not_adapt_but_rt_is_still_reported() -> None:
     stats = reg.extra_stats()
     assert float(reg.p) == pytest.approx(0.3) and float(stats["p"]) == pytest.approx(0.3)
     assert float(stats["rt"]) == 1.0
+
+
+def test_annealed_p_follows_r3gans_cosine_from_p_to_p_to_whatever_d_does() -> None:
+    """R3GAN's schedule (brownvc/R3GAN train.py: cosine_decay_with_warmup from 0 to 0.55 on CIFAR-10)."""
+    reg = ada(interval=1, kimg=1.0, anneal="cosine", p_to=0.55)
+    x = rgb_batch(4)
+    for progress, want in ((0.0, 0.0), (0.25, 0.55 * (1 - math.cos(math.pi / 4)) / 2), (0.5, 0.275), (1.0, 0.55)):
+        reg.transform_d_input(x, progress)
+        reg.observe_d_logits(logits_with_rt(1.0), torch.zeros(20))  # an overconfident D moves nothing
+        assert float(reg.p) == pytest.approx(want, abs=1e-6), progress
+        assert float(reg.extra_stats()["rt"]) == 1.0
+    linear = ada(anneal="linear", p=0.5, p_to=0.1)
+    linear.transform_d_input(x, 0.75)
+    assert float(linear.p) == pytest.approx(0.2, abs=1e-6)
+
+
+def test_fixed_and_anneal_together_are_refused_in_one_line() -> None:
+    with pytest.raises(ConfigError, match="fixed=true keeps p still and anneal moves it"):
+        REGISTRY.get("regularizer", "ada").validate({"fixed": True, "anneal": "cosine", "p_to": 0.5})
 
 
 def test_state_dict_round_trip_continues_mid_interval() -> None:
@@ -154,6 +173,32 @@ def test_rotate90_turns_by_whole_quarter_turns() -> None:
         next(k for k in range(4) if torch.equal(o, torch.rot90(s, k, dims=(1, 2)))) for o, s in zip(out, x, strict=True)
     ]
     assert set(turns) == {0, 1, 2, 3}
+
+
+def test_cutout_zeroes_a_rectangle_half_the_side_around_its_centre_in_the_samples_it_picks() -> None:
+    x = torch.ones(3, 1, 8, 8)
+    centre = torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.0, 1.0]])
+    out = cutout(x, torch.tensor([True, False, True]), centre)
+    want = torch.ones(8, 8)
+    want[2:6, 2:6] = 0  # pixel centres (i + 0.5) / 8 within 0.25 of 0.5: i = 2..5
+    assert torch.equal(out[0, 0], want)
+    assert torch.equal(out[1], x[1]), "a sample the mask skips is kept exactly"
+    corner = torch.ones(8, 8)
+    corner[6:, :2] = 0  # centre (x 0, y 1): the bottom-left quarter of the rectangle is in the image
+    assert torch.equal(out[2, 0], corner)
+    torch.manual_seed(0)
+    cut = (augment(torch.ones(400, 1, 8, 8), 1.0, ("cutout",)) == 0).flatten(1).sum(1)
+    assert int(cut.max()) == 16 and int(cut.min()) >= 4, "every sample loses between a quarter and a sixteenth"
+
+
+def test_color_p_scales_the_probability_of_each_colour_op() -> None:
+    x = rgb_batch(4000)
+    torch.manual_seed(4)
+    touched = lambda y: (y != x).flatten(1).any(1).float().mean().item()  # noqa: E731
+    assert torch.equal(augment(x, 1.0, ("brightness",), color_p=0.0), x)
+    assert touched(augment(x, 1.0, ("brightness",), color_p=0.5)) == pytest.approx(0.5, abs=0.03)
+    assert touched(augment(x, 0.6, ("brightness",), color_p=0.5)) == pytest.approx(0.3, abs=0.03)
+    assert touched(augment(x, 0.6, ("xint",), color_p=0.0)) > 0.5, "color_p leaves the other ops alone"
 
 
 def test_hue_and_saturation_leave_grey_images_alone_and_lumaflip_negates_them() -> None:

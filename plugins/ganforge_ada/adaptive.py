@@ -5,7 +5,9 @@ last ``interval`` D updates (the engine hands them over in D main, so no extra
 forward pass of D). After every ``interval`` D updates, p moves by
 ``sign(r_t - target) * batch_size * interval / (kimg * 1000)``: up when D calls
 too many reals real (it is memorising them), down otherwise; so p can cross from
-0 to 1 in ``kimg`` thousand real images. stylegan2-ada-pytorch's
+0 to 1 in ``kimg`` thousand real images. With ``anneal``, p instead follows the run's
+progress from ``p`` to ``p_to`` (R3GAN's augmentation schedule, brownvc/R3GAN
+``train.py``), and r_t is only logged. stylegan2-ada-pytorch's
 ``training_loop.py`` clamps p at 0 only; here p stays in [0, 1], the range a
 probability has (rotation's ``sqrt(1 - p)`` needs it).
 
@@ -26,7 +28,7 @@ from torch import Tensor
 
 from ganforge_ada.augment import augment
 from ganforge_ada.options import ADAOptions, op_names
-from ganforge_core import Regularizer
+from ganforge_core import Regularizer, anneal_shape
 
 
 class ADA(Regularizer):
@@ -40,8 +42,16 @@ class ADA(Regularizer):
         self._batch_rt = torch.zeros((), device=device)  # the last D update's mean sign, for the log
         self.updates = 0  # D main updates observed
 
+    def scheduled_p(self, progress: float) -> float:
+        """With ``anneal``: p at run progress ``progress``, from ``p`` at the start to ``p_to`` at the end."""
+        o = self.options
+        assert o.anneal != "none"
+        return o.p + (o.p_to - o.p) * anneal_shape(o.anneal, progress)
+
     def transform_d_input(self, x: Tensor, progress: float) -> Tensor:
-        return augment(x, self.p, self.ops)
+        if self.options.anneal != "none":
+            self.p.fill_(self.scheduled_p(progress))
+        return augment(x, self.p, self.ops, color_p=self.options.color_p)
 
     def observe_d_logits(self, real_logits: Tensor, fake_logits: Tensor) -> None:
         signs = real_logits.detach().float().sign()
@@ -57,7 +67,7 @@ class ADA(Regularizer):
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(totals)
         rt = totals[0] / totals[1].clamp(min=1)
-        if not self.options.fixed:
+        if not self.options.fixed and self.options.anneal == "none":
             step = torch.sign(rt - self.options.target) * self.adjustment
             self.p.copy_((self.p + step).clamp(0.0, 1.0))
         self._signs.zero_()

@@ -21,6 +21,11 @@ images, so G learns through the augmentations D sees.
   degrees), ``saturation`` (x log2-normal off the grey axis, std 1). Three channels
   are RGB; any other count is treated as grey levels, as AugmentPipe does for one
   channel (``hue`` and ``saturation`` then change nothing, ``lumaflip`` negates).
+  Each colour op applies with probability ``color_p * p`` (AugmentPipe's
+  per-op multipliers: 1 in ADA's ``bgc``, 0.5 in R3GAN's pipeline).
+* ``cutout`` (not in ``bgc``; R3GAN's pipeline adds it): a rectangle half the
+  image's height and width, centred uniformly at random, set to 0 (mid-grey on
+  [-1, 1] images), as AugmentPipe's ``cutout`` with ``cutout_size=0.5``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from torch import Tensor
 
 from ganforge_ada.options import COLOR, GEOM
 
+CUTOUT_SIZE = 0.5
 XINT_MAX = 0.125
 SCALE_STD = 0.2
 ROTATE_MAX = 1.0
@@ -45,8 +51,9 @@ HUE_MAX = 1.0
 SATURATION_STD = 1.0
 
 
-def augment(x: Tensor, p: Tensor | float, ops: Collection[str]) -> Tensor:
-    """Images ``[N, C, H, W]`` with each op in ``ops`` applied to each sample with probability ``p``."""
+def augment(x: Tensor, p: Tensor | float, ops: Collection[str], color_p: float = 1.0) -> Tensor:
+    """Images ``[N, C, H, W]`` with each op in ``ops`` applied to each sample with probability ``p``
+    (``color_p * p`` for the colour ops)."""
     if x.dim() != 4:
         raise ValueError(f"ada augments image batches [N, C, H, W]; got shape {list(x.shape)}")
     draw = _Draws(x.shape[0], torch.as_tensor(p, dtype=torch.float32, device=x.device), x.device)
@@ -59,7 +66,9 @@ def augment(x: Tensor, p: Tensor | float, ops: Collection[str]) -> Tensor:
     if any(op in ops for op in GEOM):
         x = _geometric(x, draw, ops)
     if any(op in ops for op in COLOR):
-        x = _colour(x, draw, ops)
+        x = _colour(x, draw, ops, color_p)
+    if "cutout" in ops:
+        x = cutout(x, draw.applied(), draw.uniform(2))
     return x
 
 
@@ -114,6 +123,18 @@ def translate_int(x: Tensor, mask: Tensor, t: Tensor) -> Tensor:
     cols = _mirror(torch.arange(w, device=x.device)[None] - shift[:, :1], w)  # [N, W]
     index = (rows[:, :, None] * w + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
     return x.flatten(2).gather(2, index).view(n, c, h, w)
+
+
+def cutout(x: Tensor, mask: Tensor, centre: Tensor, size: float = CUTOUT_SIZE) -> Tensor:
+    """Zero a ``size``-by-``size`` rectangle (a fraction of each side) around ``centre`` ([N, 2], x then y, in
+    [0, 1]) in the samples ``mask`` picks. Pixel centres strictly inside the rectangle are cut."""
+    n, _, h, w = x.shape
+    xs = (torch.arange(w, device=x.device, dtype=torch.float32) + 0.5) / w
+    ys = (torch.arange(h, device=x.device, dtype=torch.float32) + 0.5) / h
+    inside_x = (xs[None, :] - centre[:, 0:1]).abs() < size / 2  # [N, W]
+    inside_y = (ys[None, :] - centre[:, 1:2]).abs() < size / 2  # [N, H]
+    cut = inside_y[:, :, None] & inside_x[:, None, :] & mask[:, None, None]
+    return x * (~cut)[:, None].to(x.dtype)
 
 
 def _eye(n: int, size: int, device: torch.device) -> Tensor:
@@ -189,7 +210,7 @@ def _rotate_about_grey(theta: Tensor, axis: Tensor) -> Tensor:
     return cos * torch.eye(3, device=axis.device) + sin * cross + (1 - cos) * torch.outer(axis, axis)
 
 
-def _colour(x: Tensor, draw: _Draws, ops: Collection[str]) -> Tensor:
+def _colour(x: Tensor, draw: _Draws, ops: Collection[str], color_p: float = 1.0) -> Tensor:
     """brightness, contrast, lumaflip, hue, saturation composed into one map ``A @ rgb + b`` per sample."""
     n, c = x.shape[:2]
     device = x.device
@@ -197,6 +218,7 @@ def _colour(x: Tensor, draw: _Draws, ops: Collection[str]) -> Tensor:
     grey = torch.full((3,), 1 / math.sqrt(3), device=device)
     on_grey = torch.outer(grey, grey)
     touched = torch.zeros(n, dtype=torch.bool, device=device)
+    probability = draw.p * color_p
 
     def then(mask: Tensor, matrix: Tensor, shift: Tensor | None = None) -> None:
         nonlocal linear, offset, touched
@@ -206,22 +228,22 @@ def _colour(x: Tensor, draw: _Draws, ops: Collection[str]) -> Tensor:
         touched = touched | mask
 
     if "brightness" in ops:
-        mask = draw.applied()
+        mask = draw.applied(probability)
         b = torch.where(mask, draw.normal() * BRIGHTNESS_STD, 0)
         then(mask, _eye(n, 3, device), b[:, None].expand(n, 3))
     if "contrast" in ops:
-        mask = draw.applied()
+        mask = draw.applied(probability)
         k = torch.where(mask, torch.exp2(draw.normal() * CONTRAST_STD), 1)
         then(mask, k[:, None, None] * torch.eye(3, device=device))
     if "lumaflip" in ops:
-        mask = draw.applied() & (draw.uniform() < 0.5)
+        mask = draw.applied(probability) & (draw.uniform() < 0.5)
         then(mask, torch.eye(3, device=device) - 2 * mask.float()[:, None, None] * on_grey)
     if "hue" in ops:
-        mask = draw.applied()
+        mask = draw.applied(probability)
         theta = torch.where(mask, (draw.uniform() * 2 - 1) * math.pi * HUE_MAX, 0)
         then(mask, _rotate_about_grey(theta, grey))
     if "saturation" in ops:
-        mask = draw.applied()
+        mask = draw.applied(probability)
         s = torch.where(mask, torch.exp2(draw.normal() * SATURATION_STD), 1)[:, None, None]
         then(mask, on_grey + (torch.eye(3, device=device) - on_grey) * s)
     if c == 3:

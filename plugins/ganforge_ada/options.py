@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from ganforge_core import Options
 
@@ -10,8 +12,9 @@ from ganforge_core import Options
 BLIT = ("xflip", "rotate90", "xint")
 GEOM = ("scale", "rotate", "aniso", "xfrac")
 COLOR = ("brightness", "contrast", "lumaflip", "hue", "saturation")
-OPS = (*BLIT, *GEOM, *COLOR)
-GROUPS = {"blit": BLIT, "geom": GEOM, "color": COLOR, "bgc": OPS}
+OTHER = ("cutout",)
+OPS = (*BLIT, *GEOM, *COLOR, *OTHER)
+GROUPS = {"blit": BLIT, "geom": GEOM, "color": COLOR, "bgc": (*BLIT, *GEOM, *COLOR)}
 
 
 def op_names(text: str) -> tuple[str, ...]:
@@ -31,7 +34,8 @@ class ADAOptions(Options):
     ops: str = Field(
         "bgc",
         description="augmentations joined with '+': xflip, rotate90, xint, scale, rotate, aniso, xfrac, brightness, "
-        "contrast, lumaflip, hue, saturation, or the groups blit, geom, color, bgc (all, the paper's default)",
+        "contrast, lumaflip, hue, saturation, cutout, or the groups blit, geom, color, bgc (all but cutout, the "
+        "paper's default; R3GAN's pipeline is bgc+cutout)",
     )
     target: float = Field(
         0.6, ge=0.0, lt=1.0, description="r_t = E[sign(D(real))] that p steers toward (the paper's 0.6)"
@@ -46,9 +50,27 @@ class ADAOptions(Options):
     )
     p: float = Field(0.0, ge=0.0, le=1.0, description="the augmentation probability at the start")
     fixed: bool = Field(False, description="keep p at its start value (no adaptation); r_t is still logged")
+    anneal: Literal["none", "linear", "cosine"] = Field(
+        "none",
+        description="instead of adapting p, move it from p to p_to over the run on this curve (R3GAN's "
+        "schedule: cosine, from 0 to 0.55 on CIFAR-10); r_t is still logged",
+    )
+    p_to: float = Field(0.0, ge=0.0, le=1.0, description="with anneal: p at the end of the run")
+    color_p: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="each colour op applies with probability color_p * p (ADA: 1; R3GAN's pipeline: 0.5)",
+    )
 
     @field_validator("ops")
     @classmethod
     def _known_ops(cls, ops: str) -> str:
         op_names(ops)
         return ops
+
+    @model_validator(mode="after")
+    def _one_way_to_move_p(self) -> ADAOptions:
+        if self.anneal != "none" and self.fixed:
+            raise ValueError("fixed=true keeps p still and anneal moves it: give one of them")
+        return self
