@@ -277,6 +277,26 @@ def test_a_run_logs_p_moving_by_the_documented_step_toward_its_target(
         assert after - before == pytest.approx(math.copysign(0.016, record["ada/rt"] - 0.6), abs=1e-6), record
 
 
+def test_a_run_with_r3gans_augmentation_logs_p_on_its_cosine_over_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/stabilisers.md's R3GAN recipe from the CLI: p is the cosine at each step's run progress."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        app,
+        [
+            "run", "--gen", TINY_DCGAN["generator"], "--disc", TINY_DCGAN["discriminator"],
+            "--data", TINY_DCGAN["dataset"], "--reg", "ada:ops=bgc+cutout,color_p=0.5,anneal=cosine,p_to=0.55",
+            "--steps", "5", "--batch-size", "16", "--log-every", "1", "--metric", "none", "--device", "cpu",
+            "--out", "run",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    logged = [r for r in map(json.loads, Path("run/metrics.jsonl").read_text().splitlines()) if "event" not in r]
+    want = [0.55 * (1 - math.cos(math.pi * step / 4)) / 2 for step in range(5)]  # G step s of 5: progress s / 4
+    assert [r["ada/p"] for r in logged] == pytest.approx(want, abs=1e-6)
+
+
 def resume_config(out: Path) -> RunConfig:
     return RunConfig.model_validate(
         {
