@@ -29,8 +29,8 @@ def ganforge_register_regularizers(register: Register) -> None:
         "ada",
         _ada,
         options=ADAOptions,
-        summary="adaptive augmentation of every image D sees, with p steered by r_t = E[sign(D(real))]; "
-        "for limited data",
+        summary="adaptive augmentation of every image D sees, with p steered by r_t = E[sign(D(real))] "
+        "(or annealed over the run, as R3GAN does); for limited data",
         traits={"stochastic"},
         requires={"image"},
         paper="Karras et al. 2020, 'Training generative adversarial networks with limited data' (StyleGAN2-ADA)",
