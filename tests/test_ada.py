@@ -255,21 +255,27 @@ def test_the_engine_hands_d_mains_logits_to_observe_d_logits_and_logs_extra_stat
     assert reg.updates == 1, "observe_d_logits is called in D main only"
 
 
+def logged_cli_run(regularizer: str, steps: int) -> list[dict[str, Any]]:
+    """`ganforge run` of the tiny dcgan with one regularizer, logging every step, in the current directory:
+    the logged records, events left out."""
+    result = CliRunner().invoke(
+        app,
+        [
+            "run", "--gen", TINY_DCGAN["generator"], "--disc", TINY_DCGAN["discriminator"],
+            "--data", TINY_DCGAN["dataset"], "--reg", regularizer, "--steps", str(steps),
+            "--batch-size", "16", "--log-every", "1", "--metric", "none", "--device", "cpu", "--out", "run",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return [r for r in map(json.loads, Path("run/metrics.jsonl").read_text().splitlines()) if "event" not in r]
+
+
 def test_a_run_logs_p_moving_by_the_documented_step_toward_its_target(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`ganforge run --gen dcgan --reg ada --data mnist-5k --steps 3`, small, with p adapting every step."""
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(
-        app,
-        [
-            "run", "--gen", TINY_DCGAN["generator"], "--disc", TINY_DCGAN["discriminator"],
-            "--data", TINY_DCGAN["dataset"], "--reg", "ada:p=0.5,interval=1,kimg=1", "--steps", "3",
-            "--batch-size", "16", "--log-every", "1", "--metric", "none", "--device", "cpu", "--out", "run",
-        ],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    logged = [r for r in map(json.loads, Path("run/metrics.jsonl").read_text().splitlines()) if "event" not in r]
+    logged = logged_cli_run("ada:p=0.5,interval=1,kimg=1", steps=3)
     assert [r["step"] for r in logged] == [1, 2, 3]
     p = [0.5] + [r["ada/p"] for r in logged]
     for before, after, record in zip(p, p[1:], logged, strict=False):
@@ -282,17 +288,7 @@ def test_a_run_with_r3gans_augmentation_logs_p_on_its_cosine_over_the_run(
 ) -> None:
     """docs/stabilisers.md's R3GAN recipe from the CLI: p is the cosine at each step's run progress."""
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(
-        app,
-        [
-            "run", "--gen", TINY_DCGAN["generator"], "--disc", TINY_DCGAN["discriminator"],
-            "--data", TINY_DCGAN["dataset"], "--reg", "ada:ops=bgc+cutout,color_p=0.5,anneal=cosine,p_to=0.55",
-            "--steps", "5", "--batch-size", "16", "--log-every", "1", "--metric", "none", "--device", "cpu",
-            "--out", "run",
-        ],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    logged = [r for r in map(json.loads, Path("run/metrics.jsonl").read_text().splitlines()) if "event" not in r]
+    logged = logged_cli_run("ada:ops=bgc+cutout,color_p=0.5,anneal=cosine,p_to=0.55", steps=5)
     want = [0.55 * (1 - math.cos(math.pi * step / 4)) / 2 for step in range(5)]  # G step s of 5: progress s / 4
     assert [r["ada/p"] for r in logged] == pytest.approx(want, abs=1e-6)
 
