@@ -41,6 +41,7 @@ class ADA(Regularizer):
         self._seen = torch.zeros((), device=device)  # real logits since the last adjustment
         self._batch_rt = torch.zeros((), device=device)  # the last D update's mean sign, for the log
         self.updates = 0  # D main updates observed
+        self.adapts = not options.fixed and options.anneal == "none"  # p follows r_t (else it is still or scheduled)
 
     def scheduled_p(self, progress: float) -> float:
         """With ``anneal``: p at run progress ``progress``, from ``p`` at the start to ``p_to`` at the end."""
@@ -63,11 +64,11 @@ class ADA(Regularizer):
             self._adjust()
 
     def _adjust(self) -> None:
-        totals = torch.stack([self._signs, self._seen])
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(totals)
-        rt = totals[0] / totals[1].clamp(min=1)
-        if not self.options.fixed and self.options.anneal == "none":
+        if self.adapts:  # a p that does not adapt needs no r_t over the ranks: no collective for it
+            totals = torch.stack([self._signs, self._seen])
+            if dist.is_available() and dist.is_initialized():
+                dist.all_reduce(totals)
+            rt = totals[0] / totals[1].clamp(min=1)
             step = torch.sign(rt - self.options.target) * self.adjustment
             self.p.copy_((self.p + step).clamp(0.0, 1.0))
         self._signs.zero_()
